@@ -1,0 +1,52 @@
+"""acq: asyncio-native experiment orchestration and data acquisition.
+
+``result = await RE(plan, **md)`` runs a plan on the caller's event loop and turns what
+it measures into event-model documents for subscribers.
+"""
+
+from __future__ import annotations
+
+from ._dispatch import CallbackError, Subscription
+from ._engine import RunEngine
+from ._errors import (
+    AcqError,
+    AcqInternalError,
+    DeviceError,
+    FailedStatus,
+    IllegalMessageSequence,
+    MetadataError,
+    PlanError,
+    RunEngineInterrupted,
+    StateError,
+    SubscriberError,
+    UnknownCommandError,
+    WaitTimeoutError,
+)
+from ._msg import Msg
+from ._plan import Plan, Return
+from ._result import RunResult
+from ._state import State
+
+__all__ = [
+    "RunEngine",
+    "Msg",
+    "Return",
+    "Plan",
+    "RunResult",
+    "State",
+    "Subscription",
+    "CallbackError",
+    # errors
+    "AcqError",
+    "AcqInternalError",
+    "DeviceError",
+    "FailedStatus",
+    "IllegalMessageSequence",
+    "MetadataError",
+    "PlanError",
+    "RunEngineInterrupted",
+    "StateError",
+    "SubscriberError",
+    "UnknownCommandError",
+    "WaitTimeoutError",
+]

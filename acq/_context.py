@@ -1,0 +1,190 @@
+"""The state of one ``RE(...)`` call: its open runs, wait groups, staged devices, monitors.
+
+Handlers (``_handlers.py``) read and change it; the engine creates one per call and, on
+every exit path, asks it to clean up (:meth:`PlanContext.cleanup`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any
+
+from ._dispatch import Dispatcher
+from ._documents import RunBundler, call_maybe_async, validate_document
+from ._errors import IllegalMessageSequence
+from ._metadata import build_start, library_versions
+from ._status import StatusGroups, await_status, device_name
+from ._uid import new_uid
+
+__all__ = ["PlanContext"]
+
+logger = logging.getLogger("acq.engine")
+
+
+class _Monitor:
+    """A ``monitor`` message's subscription: updates become events of its own stream."""
+
+    def __init__(self, obj: Any, run: RunBundler, name: str) -> None:
+        self.obj = obj
+        self.run = run
+        self.name = name
+        self.queue: asyncio.Queue[Mapping[str, Any] | None] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+        self.stream: Any = None
+
+    def callback(self, reading: Mapping[str, Any]) -> None:
+        self.queue.put_nowait(reading)
+
+    async def pump(self) -> None:
+        while True:
+            reading = await self.queue.get()
+            if reading is None:
+                return
+            if not self.run.closed:
+                await self.run.monitor_event(self.stream, reading)
+
+
+class PlanContext:
+    """Everything one call of the engine keeps while its plan runs."""
+
+    def __init__(
+        self,
+        *,
+        dispatcher: Dispatcher,
+        stash: Any,
+        md_validator: Callable[[dict[str, Any]], Any] | None,
+        call_md: Mapping[str, Any],
+        inferred: Mapping[str, Any],
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.stash = stash
+        self.md_validator = md_validator
+        self.call_md = call_md
+        self.inferred = {**inferred, "versions": library_versions()}
+        self.runs: dict[Hashable, RunBundler] = {}
+        self.run_start_uids: list[str] = []
+        self.groups = StatusGroups()
+        self.staged: list[Any] = []
+        self.moved: dict[int, Any] = {}
+        self.monitors: dict[int, _Monitor] = {}
+        self.plan_tokens: list[int] = []
+        self.rewindable = True
+        self.checkpoint_count = 0
+        self.validate = validate_document
+        self._publish = dispatcher.publish
+
+    # -- documents --------------------------------------------------------------------------
+    async def emit(self, name: str, doc: dict[str, Any]) -> None:
+        """Validate ``doc`` and hand it to the subscribers."""
+        self.validate(name, doc)
+        await self._publish(name, doc)
+
+    def run_for(self, msg: Any, command: str) -> RunBundler:
+        """The open run a message addresses (by its ``run`` key).
+
+        Raises:
+            IllegalMessageSequence: no run is open under that key.
+        """
+        key = msg.run
+        run = self.runs.get(key)
+        if run is None:
+            where = "" if key is None else f" with run key {key!r}"
+            raise IllegalMessageSequence(
+                f"{command!r} needs an open run{where}: send Msg('open_run') first "
+                f"(the message was {msg!r})"
+            )
+        return run
+
+    async def open_run(self, key: Hashable, plan_md: Mapping[str, Any]) -> str:
+        """Compose, check and emit a Start; return its uid."""
+        if key in self.runs:
+            where = "" if key is None else f" with run key {key!r}"
+            raise IllegalMessageSequence(
+                f"'open_run' while a run{where} is already open: send 'close_run' first, or "
+                "give concurrent runs distinct run= keys"
+            )
+        doc, scan_id = build_start(
+            uid=new_uid(),
+            time=time.time(),
+            stash=self.stash,
+            inferred=self.inferred,
+            plan_md=plan_md,
+            call_md=self.call_md,
+            validator=self.md_validator,
+        )
+        self.stash["scan_id"] = scan_id
+        run = RunBundler(doc, self.emit)
+        self.runs[key] = run
+        self.run_start_uids.append(doc["uid"])
+        await self.emit("start", doc)
+        return doc["uid"]
+
+    async def close_run(self, key: Hashable, exit_status: str, reason: str) -> str:
+        """Emit the Stop of the run under ``key`` (stopping its monitors first)."""
+        run = self.runs[key]
+        for token, monitor in list(self.monitors.items()):
+            if monitor.run is run:
+                await self.stop_monitor(token)
+        if run.bundling:
+            run.drop()
+        del self.runs[key]
+        doc = run.stop_document(exit_status, reason)
+        await self.emit("stop", doc)
+        return doc["uid"]
+
+    # -- monitors ---------------------------------------------------------------------------
+    async def start_monitor(self, obj: Any, run: RunBundler, name: str) -> None:
+        """Subscribe to ``obj``; each update becomes an event of stream ``name``."""
+        if id(obj) in self.monitors:
+            raise IllegalMessageSequence(f"{device_name(obj)} is already monitored")
+        monitor = _Monitor(obj, run, name)
+        monitor.stream = await run.monitor_descriptor(obj, name)
+        monitor.task = asyncio.create_task(monitor.pump(), name=f"acq monitor {name}")
+        self.monitors[id(obj)] = monitor
+        await call_maybe_async(obj.subscribe, monitor.callback)
+
+    async def stop_monitor(self, token: int) -> None:
+        """Unsubscribe a monitor and emit what it had already received."""
+        monitor = self.monitors.pop(token)
+        try:
+            await call_maybe_async(monitor.obj.clear_sub, monitor.callback)
+        finally:
+            monitor.queue.put_nowait(None)
+            if monitor.task is not None:
+                await monitor.task
+
+    # -- the end ---------------------------------------------------------------------------
+    async def cleanup(self, exit_status: str, reason: str) -> list[BaseException]:
+        """Leave nothing behind: monitors, staged devices, open runs, plan subscriptions.
+
+        Every step runs even if an earlier one fails; failures are returned (and logged).
+        """
+        problems: list[BaseException] = []
+
+        async def attempt(what: str, step: Callable[[], Any]) -> None:
+            try:
+                await call_maybe_async(step)
+            except Exception as exc:
+                logger.exception("cleanup: %s failed", what)
+                exc.add_note(f"acq: during cleanup, {what} failed")
+                problems.append(exc)
+
+        for token in list(self.monitors):
+            await attempt(
+                f"unmonitor {device_name(self.monitors[token].obj)}",
+                lambda t=token: self.stop_monitor(t),
+            )
+        for obj in reversed(self.staged):
+            unstage = getattr(obj, "unstage", None)
+            if unstage is not None:
+                await attempt(f"unstage {device_name(obj)}", lambda u=unstage: await_status(u()))
+        self.staged.clear()
+        for key in list(self.runs):
+            await attempt("close_run", lambda k=key: self.close_run(k, exit_status, reason))
+        for token in self.plan_tokens:
+            await attempt("unsubscribe", lambda t=token: self.dispatcher.unsubscribe(t))
+        self.plan_tokens.clear()
+        return problems

@@ -1,0 +1,396 @@
+"""Subscribers: every callback gets its own queue and worker, so none can hold up a plan.
+
+* ``callback(name, doc)``, a plain function or ``async def``.
+* A plain function runs in its own worker thread (``thread=True``, the default) so a
+  slow one never blocks the event loop; pass ``thread=False`` to run a quick callback on
+  the loop (in its own task) instead. An ``async def`` callback runs in its own task.
+* Each worker sees its documents in order. Queues are bounded (``maxsize``); when one is
+  full, the overflow policy decides: ``"block"`` (default: the engine waits for room, so
+  nothing is lost) or ``"drop"`` (the document is dropped for that subscriber and
+  counted on the result).
+* A *critical* subscriber (storage) is called inline: the engine awaits it for each
+  document, and if it raises, the run fails with :class:`SubscriberError` instead of
+  losing data silently.
+* An error in a non-critical callback is logged (logger ``acq.subscribers``) and
+  recorded on the result; the callback keeps receiving later documents.
+
+Workers live for one ``RE(...)`` call: started when the call begins (or when a
+subscription is added during it), drained before the call returns, then shut down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+from ._errors import SubscriberError
+
+__all__ = [
+    "Callback",
+    "CallbackError",
+    "Dispatcher",
+    "Subscription",
+    "DOCUMENT_NAMES",
+]
+
+logger = logging.getLogger("acq.subscribers")
+
+Callback: TypeAlias = Callable[[str, dict[str, Any]], Any]
+Overflow: TypeAlias = Literal["block", "drop"]
+
+DOCUMENT_NAMES = frozenset(
+    {
+        "all",
+        "start",
+        "descriptor",
+        "event",
+        "event_page",
+        "stop",
+        "resource",
+        "datum",
+        "datum_page",
+        "stream_resource",
+        "stream_datum",
+    }
+)
+
+
+@dataclass(frozen=True)
+class CallbackError:
+    """A non-critical subscriber raised; the scan went on."""
+
+    subscriber: str
+    document: str
+    error: BaseException
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One subscribed callback and how it is run."""
+
+    callback: Callback
+    name: str = "all"
+    critical: bool = False
+    thread: bool = True
+    maxsize: int = 100_000
+    overflow: Overflow = "block"
+    token: int = 0
+    is_async: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.name not in DOCUMENT_NAMES:
+            raise ValueError(
+                f"cannot subscribe to {self.name!r}: choose one of {sorted(DOCUMENT_NAMES)}"
+            )
+        if not callable(self.callback):
+            raise TypeError(f"a subscriber must be callable(name, doc), got {self.callback!r}")
+        if self.overflow not in ("block", "drop"):
+            raise ValueError(f"overflow must be 'block' or 'drop', got {self.overflow!r}")
+        if self.maxsize < 1:
+            raise ValueError(f"maxsize must be at least 1, got {self.maxsize}")
+        self.is_async = inspect.iscoroutinefunction(self.callback) or (
+            inspect.iscoroutinefunction(getattr(self.callback, "__call__", None))  # noqa: B004
+        )
+
+    def wants(self, name: str) -> bool:
+        """True if this subscription takes documents called ``name``."""
+        return self.name == "all" or self.name == name
+
+    @property
+    def label(self) -> str:
+        """A readable name for logs and errors."""
+        cb = self.callback
+        return getattr(cb, "__qualname__", None) or type(cb).__qualname__
+
+
+_STOP: Any = object()
+
+
+class _Worker:
+    """Runs one subscription's callback over its queue of documents."""
+
+    def __init__(self, sub: Subscription, errors: list[CallbackError]) -> None:
+        self.sub = sub
+        self.dropped = 0
+        self._errors = errors
+        self._loop = asyncio.get_running_loop()
+
+    def _report(self, name: str, exc: BaseException) -> None:
+        logger.error(
+            "subscriber %s raised on a %r document: %r", self.sub.label, name, exc, exc_info=exc
+        )
+        self._errors.append(CallbackError(self.sub.label, name, exc))
+
+    def put_nowait(self, item: tuple[str, dict[str, Any]]) -> bool:  # pragma: no cover
+        raise NotImplementedError
+
+    async def put(self, item: tuple[str, dict[str, Any]]) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    async def drain(self) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    async def close(self) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
+class _LoopWorker(_Worker):
+    """A task on the loop: for ``async def`` callbacks and ``thread=False`` ones."""
+
+    def __init__(self, sub: Subscription, errors: list[CallbackError]) -> None:
+        super().__init__(sub, errors)
+        self._queue: deque[tuple[str, dict[str, Any]]] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._room: asyncio.Future[None] | None = None
+        self._idle: asyncio.Future[None] | None = None
+        self._busy = False
+        self._task = asyncio.create_task(self._run(), name=f"acq subscriber {sub.label}")
+
+    def put_nowait(self, item: tuple[str, dict[str, Any]]) -> bool:
+        if len(self._queue) >= self.sub.maxsize:
+            return False
+        self._queue.append(item)
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+        return True
+
+    async def put(self, item: tuple[str, dict[str, Any]]) -> None:
+        while not self.put_nowait(item):
+            if self.sub.overflow == "drop":
+                self.dropped += 1
+                return
+            if self._task.done():
+                return
+            self._room = self._loop.create_future()
+            await self._room
+
+    async def _run(self) -> None:
+        callback = self.sub.callback
+        is_async = self.sub.is_async
+        q = self._queue
+        while True:
+            if not q:
+                self._busy = False
+                if self._idle is not None and not self._idle.done():
+                    self._idle.set_result(None)
+                self._wakeup = self._loop.create_future()
+                await self._wakeup
+                self._wakeup = None
+                continue
+            self._busy = True
+            name, doc = q.popleft()
+            if self._room is not None and not self._room.done():
+                self._room.set_result(None)
+            if doc is _STOP:
+                return
+            try:
+                if is_async:
+                    await callback(name, doc)
+                else:
+                    callback(name, doc)
+            except Exception as exc:
+                self._report(name, exc)
+            if not is_async and len(q) > 0:
+                await asyncio.sleep(0)  # let the plan run between quick callbacks
+
+    async def drain(self) -> None:
+        while (self._queue or self._busy) and not self._task.done():
+            self._idle = self._loop.create_future()
+            await asyncio.wait([self._idle, self._task], return_when=asyncio.FIRST_COMPLETED)
+
+    async def close(self) -> None:
+        self._queue.append(("", _STOP))
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            if not self._task.cancelled():
+                raise
+
+
+class _ThreadWorker(_Worker):
+    """A worker thread: for plain-function callbacks, so slow ones never block the loop."""
+
+    def __init__(self, sub: Subscription, errors: list[CallbackError]) -> None:
+        super().__init__(sub, errors)
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=sub.maxsize)
+        self._thread = threading.Thread(
+            target=self._run, name=f"acq subscriber {sub.label}", daemon=True
+        )
+        self._thread.start()
+
+    def put_nowait(self, item: tuple[str, dict[str, Any]]) -> bool:
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            return False
+        return True
+
+    async def put(self, item: tuple[str, dict[str, Any]]) -> None:
+        if self.put_nowait(item):
+            return
+        if self.sub.overflow == "drop":
+            self.dropped += 1
+            return
+        await asyncio.to_thread(self._queue.put, item)
+
+    def _run(self) -> None:
+        callback = self.sub.callback
+        get = self._queue.get
+        while True:
+            name, doc = get()
+            if name == "" and isinstance(doc, asyncio.Future | threading.Event):
+                if isinstance(doc, threading.Event):
+                    doc.set()
+                    return
+                self._loop.call_soon_threadsafe(_set_done, doc)
+                continue
+            try:
+                callback(name, doc)
+            except Exception as exc:
+                self._loop.call_soon_threadsafe(self._report, name, exc)
+
+    async def drain(self) -> None:
+        done: asyncio.Future[None] = self._loop.create_future()
+        await self.put(("", done))  # pyright: ignore[reportArgumentType]
+        await done
+
+    async def close(self) -> None:
+        finished = threading.Event()
+        await self.put(("", finished))  # pyright: ignore[reportArgumentType]
+        await asyncio.to_thread(self._thread.join)
+
+
+def _set_done(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class Dispatcher:
+    """The engine's subscriptions, and their workers while a plan runs."""
+
+    def __init__(self) -> None:
+        self._subs: dict[int, Subscription] = {}
+        self._tokens = itertools.count(1)
+        self._workers: dict[int, _Worker] = {}
+        self._critical: list[Subscription] = []
+        self._by_name: dict[str, tuple[_Worker, ...]] = {}
+        self.errors: list[CallbackError] = []
+        self._retired: list[_Worker] = []
+        self.active = False
+
+    # -- subscriptions ------------------------------------------------------------------
+    def subscribe(self, sub: Subscription) -> int:
+        """Add ``sub``; return its token. During a plan its worker starts at once."""
+        sub.token = next(self._tokens)
+        self._subs[sub.token] = sub
+        if self.active:
+            self._start(sub)
+        self._rebuild()
+        return sub.token
+
+    async def unsubscribe(self, token: int) -> None:
+        """Remove a subscription; its worker first takes what is already queued."""
+        sub = self._subs.pop(token, None)
+        if sub is None:
+            return
+        worker = self._workers.pop(token, None)
+        self._rebuild()
+        if worker is not None:
+            await worker.drain()
+            await worker.close()
+
+    def unsubscribe_nowait(self, token: int) -> None:
+        """Remove a subscription from synchronous code; its worker closes at the end."""
+        sub = self._subs.pop(token, None)
+        if sub is not None and token in self._workers:
+            self._retired.append(self._workers.pop(token))
+        self._rebuild()
+
+    def has(self, token: int) -> bool:
+        """True if ``token`` names a current subscription."""
+        return token in self._subs
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Documents dropped per subscriber (overflow policy "drop") in this call."""
+        return {w.sub.label: w.dropped for w in self._workers.values() if w.dropped}
+
+    # -- the life of a call -------------------------------------------------------------
+    def start(self) -> None:
+        """Start a worker for every subscription (at the beginning of ``RE(...)``)."""
+        self.errors = []
+        self._retired: list[_Worker] = []
+        self.active = True
+        for sub in self._subs.values():
+            self._start(sub)
+        self._rebuild()
+
+    def _start(self, sub: Subscription) -> None:
+        if sub.critical:
+            return
+        cls = _LoopWorker if sub.is_async or not sub.thread else _ThreadWorker
+        self._workers[sub.token] = cls(sub, self.errors)
+
+    async def finish(self) -> None:
+        """Wait until every worker has taken every document, then stop them."""
+        workers = list(self._workers.values()) + self._retired
+        try:
+            for worker in workers:
+                await worker.drain()
+        finally:
+            self.active = False
+            self._workers.clear()
+            self._retired = []
+            self._rebuild()
+            for worker in workers:
+                await worker.close()
+
+    def _rebuild(self) -> None:
+        self._critical = [s for s in self._subs.values() if s.critical]
+        self._by_name = {
+            name: tuple(w for w in self._workers.values() if w.sub.wants(name))
+            for name in DOCUMENT_NAMES
+        }
+
+    # -- publishing ---------------------------------------------------------------------
+    async def publish(self, name: str, doc: dict[str, Any]) -> None:
+        """Hand ``doc`` to every subscriber of ``name``; critical ones are awaited."""
+        for sub in self._critical:
+            if sub.wants(name):
+                await self._call_critical(sub, name, doc)
+        item = (name, doc)
+        for worker in self._by_name[name]:
+            if not worker.put_nowait(item):
+                await worker.put(item)
+
+    async def _call_critical(self, sub: Subscription, name: str, doc: dict[str, Any]) -> None:
+        try:
+            result = sub.callback(name, doc)
+            if isinstance(result, Awaitable):
+                await result
+        except Exception as exc:
+            raise SubscriberError(
+                f"critical subscriber {sub.label} failed on a {name!r} document: {exc!r}"
+            ) from exc
+
+
+def make_subscription(
+    callback: Callback | Awaitable[Any] | Callable[..., Awaitable[Any]],
+    name: str = "all",
+    **options: Any,
+) -> Subscription:
+    """Build a :class:`Subscription`, accepting bluesky's ``(name, callback)`` order too."""
+    if isinstance(callback, str) and callable(name):
+        callback, name = name, callback  # bluesky's old order: subscribe('event', cb)
+    return Subscription(callback, name, **options)  # type: ignore[arg-type]

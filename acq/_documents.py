@@ -1,0 +1,531 @@
+"""Documents: composing one run's Start, Descriptors, Events, Pages, assets and Stop.
+
+A :class:`RunBundler` owns everything about one open run: its Start, its streams (each
+with a descriptor and a ``seq_num`` counter that starts at 1), the bundle of readings
+between ``create`` and ``save``, the describe/configuration cache (filled on a device's
+first read in the run), monitors, and the Stop. It hands each finished document to the
+engine's ``emit`` coroutine, which validates it with event-model's pydantic models and
+passes it to subscribers.
+
+Validation: every document is checked against event-model's own models before it leaves
+the engine (:func:`validate_document`). Event Pages are checked on a one-row projection
+plus equal column lengths, so that a million-row page costs O(columns), not O(rows).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any, cast
+
+import event_model.basemodels as em
+from pydantic import BaseModel, ValidationError
+
+from ._errors import AcqInternalError, DeviceError, IllegalMessageSequence
+from ._status import device_name
+from ._uid import new_uid
+
+__all__ = [
+    "Emit",
+    "RunBundler",
+    "call_maybe_async",
+    "iterate_maybe_async",
+    "validate_document",
+]
+
+Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+_MODELS: Mapping[str, type[BaseModel]] = {
+    "start": em.RunStart,
+    "descriptor": em.EventDescriptor,
+    "event": em.Event,
+    "event_page": em.EventPage,
+    "stop": em.RunStop,
+    "resource": em.Resource,
+    "datum": em.Datum,
+    "datum_page": em.DatumPage,
+    "stream_resource": em.StreamResource,
+    "stream_datum": em.StreamDatum,
+}
+
+
+def validation_problems(error: ValidationError) -> str:
+    """One line per problem: the field path and what is wrong with it."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '<document>'}: {e['msg']}" for e in error.errors()
+    )
+
+
+def validate_document(name: str, doc: Mapping[str, Any]) -> None:
+    """Check ``doc`` against event-model's model for ``name``.
+
+    Raises:
+        AcqInternalError: the document is invalid; the message names each bad field.
+    """
+    model = _MODELS.get(name)
+    if model is None:
+        raise AcqInternalError(f"acq tried to emit a document of unknown kind {name!r}")
+    if name == "event_page":
+        doc = _page_projection(doc)
+    try:
+        model.model_validate(doc)
+    except ValidationError as err:
+        raise AcqInternalError(
+            f"acq built an invalid {name} document ({validation_problems(err)}); "
+            "this is a bug in acq or in a device's describe()/read(); please report it"
+        ) from None
+
+
+def _page_projection(page: Mapping[str, Any]) -> dict[str, Any]:
+    lengths = {len(page.get("seq_num", ())), len(page.get("time", ())), len(page.get("uid", ()))}
+    for column in ("data", "timestamps", "filled"):
+        lengths.update(len(v) for v in page.get(column, {}).values())
+    if len(lengths) > 1:
+        raise AcqInternalError(f"event_page columns have different lengths: {sorted(lengths)}")
+    projection = dict(page)
+    for column in ("seq_num", "time", "uid"):
+        projection[column] = list(page.get(column, ())[:1])
+    for column in ("data", "timestamps", "filled"):
+        if column in page:
+            projection[column] = {k: list(v[:1]) for k, v in page[column].items()}
+    return projection
+
+
+async def call_maybe_async(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``func``; await the result if it is awaitable (devices may be sync or async)."""
+    result = func(*args, **kwargs)
+    if hasattr(result, "__await__"):
+        return await result
+    return result
+
+
+async def iterate_maybe_async(items: Any) -> AsyncIterator[Any]:
+    """Iterate a sync or async iterable (or an awaitable giving one)."""
+    if hasattr(items, "__await__"):
+        items = await items
+    if hasattr(items, "__aiter__"):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+class _ObjInfo:
+    """What a run knows about one device: its describe() and configuration."""
+
+    __slots__ = ("config", "data_keys", "hints", "name", "obj", "read_keys", "writes_assets")
+
+    def __init__(self, obj: Any, data_keys: dict[str, Any], config: dict[str, Any] | None) -> None:
+        self.obj = obj
+        self.name = device_name(obj)
+        self.data_keys = data_keys
+        self.read_keys = frozenset(
+            k for k, dk in data_keys.items() if dk.get("external") != "STREAM:"
+        )
+        self.config = config
+        hints = getattr(obj, "hints", None)
+        self.hints: dict[str, Any] | None = dict(hints) if isinstance(hints, Mapping) else None
+        self.writes_assets = callable(getattr(obj, "collect_asset_docs", None))
+
+
+class _Stream:
+    """One named stream of a run: its current descriptor and its seq_num counter."""
+
+    __slots__ = ("data_keys", "filled", "infos", "name", "seq", "uid")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.uid = ""
+        self.infos: tuple[_ObjInfo, ...] = ()
+        self.data_keys: dict[str, Any] = {}
+        self.filled: dict[str, bool] = {}
+        self.seq = 1  # the seq_num of the next event
+
+
+async def _describe(obj: Any, collect: bool = False) -> dict[str, Any]:
+    method = getattr(obj, "describe_collect" if collect else "describe", None)
+    if method is None:
+        what = "describe_collect()" if collect else "describe()"
+        raise DeviceError(f"{device_name(obj)} has no {what}; it cannot be read into a run")
+    described = await call_maybe_async(method)
+    if not isinstance(described, Mapping):
+        raise DeviceError(f"{device_name(obj)}.describe() returned {described!r}, not a dict")
+    return dict(cast(Mapping[str, Any], described))
+
+
+async def _configuration(obj: Any) -> dict[str, Any] | None:
+    read_conf = getattr(obj, "read_configuration", None)
+    describe_conf = getattr(obj, "describe_configuration", None)
+    if read_conf is None or describe_conf is None:
+        return None
+    data_keys = dict(await call_maybe_async(describe_conf))
+    readings = dict(await call_maybe_async(read_conf))
+    return {
+        "data": {k: v["value"] for k, v in readings.items()},
+        "timestamps": {k: v["timestamp"] for k, v in readings.items()},
+        "data_keys": data_keys,
+    }
+
+
+class RunBundler:
+    """Everything about one open run; see the module docstring."""
+
+    def __init__(self, start: dict[str, Any], emit: Emit) -> None:
+        self.start = start
+        self.uid: str = start["uid"]
+        self._emit = emit
+        self._infos: dict[int, _ObjInfo] = {}
+        self._streams: dict[str, _Stream] = {}
+        self._bundle_name: str | None = None
+        self._bundle_infos: list[_ObjInfo] = []
+        self._bundle_readings: list[Mapping[str, Any]] = []
+        self._bundle_assets: list[tuple[str, dict[str, Any]]] = []
+        self._stream_resources: dict[str, str] = {}  # stream_resource uid -> data_key
+        self._declared: dict[frozenset[int], str] = {}  # collect objects -> stream name
+        self.closed = False
+
+    # -- bundling: create / read / save / drop -------------------------------------
+    @property
+    def bundling(self) -> bool:
+        """True between ``create`` and ``save``/``drop``."""
+        return self._bundle_name is not None
+
+    def create(self, name: str) -> None:
+        """Open an event bundle for stream ``name``."""
+        if self._bundle_name is not None:
+            raise IllegalMessageSequence(
+                f"'create' for stream {name!r} while the bundle for stream "
+                f"{self._bundle_name!r} is still open: 'save' or 'drop' it first"
+            )
+        if not isinstance(name, str) or not name:  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise IllegalMessageSequence(f"'create' needs a stream name, got {name!r}")
+        self._bundle_name = name
+
+    async def add_reading(self, obj: Any, reading: Mapping[str, Any]) -> None:
+        """Add ``obj``'s reading to the open bundle (describing it on first sight)."""
+        info = self._infos.get(id(obj))
+        if info is None or info.obj is not obj:
+            info = await self._learn(obj)
+        if info in self._bundle_infos:
+            raise IllegalMessageSequence(
+                f"{info.name} was read twice between 'create' and 'save' of stream "
+                f"{self._bundle_name!r}"
+            )
+        self._bundle_infos.append(info)
+        self._bundle_readings.append(reading)
+        if info.writes_assets:
+            async for item in iterate_maybe_async(obj.collect_asset_docs(None)):
+                self._bundle_assets.append((item[0], dict(item[1])))
+
+    def drop(self) -> None:
+        """Discard the open bundle."""
+        if self._bundle_name is None:
+            raise IllegalMessageSequence("'drop' without an open bundle: send 'create' first")
+        self._reset_bundle()
+
+    def _reset_bundle(self) -> None:
+        self._bundle_name = None
+        self._bundle_infos = []
+        self._bundle_readings = []
+        self._bundle_assets = []
+
+    async def save(self) -> None:
+        """Emit the open bundle as an Event (with a Descriptor first if needed)."""
+        name = self._bundle_name
+        if name is None:
+            raise IllegalMessageSequence("'save' without an open bundle: send 'create' first")
+        infos = tuple(self._bundle_infos)
+        readings = self._bundle_readings
+        assets = self._bundle_assets
+        self._reset_bundle()
+        if not infos:
+            return  # nothing read: no empty events
+        for i, (info, reading) in enumerate(zip(infos, readings, strict=True)):
+            if reading.keys() != info.read_keys:
+                infos = await self._relearn(infos, i, reading)
+        stream = self._streams.get(name)
+        if stream is None or stream.infos != infos:
+            stream = await self._new_descriptor(name, infos)
+        seq = stream.seq
+        if assets:
+            await self._emit_assets(assets, stream, 1)
+        data: dict[str, Any] = {}
+        timestamps: dict[str, Any] = {}
+        for reading in readings:
+            for key, value in reading.items():
+                data[key] = value["value"]
+                timestamps[key] = value["timestamp"]
+        stream.seq = seq + 1
+        await self._emit(
+            "event",
+            {
+                "uid": new_uid(),
+                "time": time.time(),
+                "descriptor": stream.uid,
+                "seq_num": seq,
+                "data": data,
+                "timestamps": timestamps,
+                "filled": dict(stream.filled),
+            },
+        )
+
+    # -- descriptors --------------------------------------------------------------------
+    async def _learn(self, obj: Any) -> _ObjInfo:
+        info = _ObjInfo(obj, await _describe(obj), await _configuration(obj))
+        self._infos[id(obj)] = info
+        return info
+
+    async def _relearn(
+        self, infos: tuple[_ObjInfo, ...], index: int, reading: Mapping[str, Any]
+    ) -> tuple[_ObjInfo, ...]:
+        info = await self._learn(infos[index].obj)
+        if reading.keys() != info.read_keys:
+            raise DeviceError(
+                f"{info.name}.read() returned keys {sorted(reading)} but its describe() "
+                f"promises {sorted(info.read_keys)}"
+            )
+        return (*infos[:index], info, *infos[index + 1 :])
+
+    def forget(self, obj: Any) -> None:
+        """Drop what the run knows of ``obj`` (after ``configure``): re-describe next read."""
+        self._infos.pop(id(obj), None)
+
+    async def _new_descriptor(
+        self,
+        name: str,
+        infos: tuple[_ObjInfo, ...],
+        data_keys_by_obj: Mapping[int, dict[str, Any]] | None = None,
+    ) -> _Stream:
+        stream = self._streams.get(name)
+        if stream is None:
+            stream = self._streams[name] = _Stream(name)
+        data_keys: dict[str, Any] = {}
+        object_keys: dict[str, list[str]] = {}
+        configuration: dict[str, Any] = {}
+        hints: dict[str, Any] = {}
+        owner: dict[str, str] = {}
+        for info in infos:
+            keys = data_keys_by_obj[id(info.obj)] if data_keys_by_obj else info.data_keys
+            for key in keys:
+                if key in owner:
+                    raise DeviceError(
+                        f"data key {key!r} of {info.name} collides with the same key of "
+                        f"{owner[key]} in stream {name!r}: every key of a stream must be unique"
+                    )
+                owner[key] = info.name
+            data_keys.update(keys)
+            object_keys[info.name] = list(keys)
+            if info.config is not None:
+                configuration[info.name] = info.config
+            if info.hints is not None:
+                hints[info.name] = info.hints
+        doc: dict[str, Any] = {
+            "uid": new_uid(),
+            "time": time.time(),
+            "run_start": self.uid,
+            "name": name,
+            "data_keys": data_keys,
+            "object_keys": object_keys,
+            "configuration": configuration,
+            "hints": hints,
+        }
+        stream.uid = doc["uid"]
+        stream.infos = infos
+        stream.data_keys = data_keys
+        stream.filled = {
+            k: False
+            for k, dk in data_keys.items()
+            if dk.get("external") is not None and dk.get("external") != "STREAM:"
+        }
+        await self._emit("descriptor", doc)
+        return stream
+
+    async def declare_stream(self, name: str, objs: Iterable[Any], collect: bool) -> str:
+        """Emit the descriptor of stream ``name`` ahead of its data; return its uid."""
+        infos: list[_ObjInfo] = []
+        keys_by_obj: dict[int, dict[str, Any]] = {}
+        for obj in objs:
+            info = self._infos.get(id(obj))
+            if info is None or info.obj is not obj:
+                info = await self._learn(obj)
+            if collect:
+                keys_by_obj[id(obj)] = _flat_collect_keys(await _describe(obj, collect=True), name)
+            infos.append(info)
+        if collect:
+            self._declared[frozenset(id(o) for o in (i.obj for i in infos))] = name
+        stream = await self._new_descriptor(name, tuple(infos), keys_by_obj or None)
+        return stream.uid
+
+    # -- flyers: collect ------------------------------------------------------------------
+    async def collect(self, objs: list[Any], name: str | None, return_payload: bool) -> Any:
+        """Collect what flyers have gathered: event pages, events or stream assets."""
+        key = frozenset(id(o) for o in objs)
+        if name is None:
+            name = self._declared.get(key)
+        stream = self._streams.get(name) if name is not None else None
+        if stream is None:
+            if len(objs) != 1:
+                raise IllegalMessageSequence(
+                    "collecting several objects needs a stream declared for all of them first "
+                    "(Msg('declare_stream', None, *objs, name=..., collect=True))"
+                )
+            stream_name = name or device_name(objs[0])
+            await self.declare_stream(stream_name, objs, collect=True)
+            stream = self._streams[stream_name]
+        payload: list[dict[str, Any]] = []
+        for obj in objs:
+            if callable(getattr(obj, "collect_asset_docs", None)):
+                index = None
+                get_index = getattr(obj, "get_index", None)
+                if len(objs) > 1 and callable(get_index):
+                    index = await call_maybe_async(get_index)
+                assets = [
+                    (item[0], dict(item[1]))
+                    async for item in iterate_maybe_async(obj.collect_asset_docs(index))
+                ]
+                await self._emit_assets(assets, stream, None)
+            elif callable(getattr(obj, "collect_pages", None)):
+                async for page in iterate_maybe_async(obj.collect_pages()):
+                    await self._emit_page(stream, page)
+                    if return_payload:
+                        payload.append(page)
+            elif callable(getattr(obj, "collect", None)):
+                partial = [dict(e) async for e in iterate_maybe_async(obj.collect())]
+                if partial:
+                    page = {
+                        "time": [e["time"] for e in partial],
+                        "data": {k: [e["data"][k] for e in partial] for k in partial[0]["data"]},
+                        "timestamps": {
+                            k: [e["timestamps"][k] for e in partial]
+                            for k in partial[0]["timestamps"]
+                        },
+                    }
+                    await self._emit_page(stream, page)
+                    if return_payload:
+                        payload.extend(partial)
+            else:
+                raise DeviceError(
+                    f"{device_name(obj)} cannot be collected: it has none of collect(), "
+                    "collect_pages(), collect_asset_docs()"
+                )
+        return payload if return_payload else None
+
+    async def _emit_page(self, stream: _Stream, page: Mapping[str, Any]) -> None:
+        times = _as_list(page["time"])
+        n = len(times)
+        if n == 0:
+            return
+        first = stream.seq
+        stream.seq = first + n
+        doc = {
+            "uid": [new_uid() for _ in range(n)],
+            "time": times,
+            "descriptor": stream.uid,
+            "seq_num": list(range(first, first + n)),
+            "data": {k: _as_list(v) for k, v in page["data"].items()},
+            "timestamps": {k: _as_list(v) for k, v in page["timestamps"].items()},
+            "filled": {k: [False] * n for k in stream.filled},
+        }
+        await self._emit("event_page", doc)
+
+    async def _emit_assets(
+        self, assets: list[tuple[str, dict[str, Any]]], stream: _Stream, width: int | None
+    ) -> None:
+        """Emit Resource/Datum/StreamResource/StreamDatum docs, filling in the links.
+
+        A stream datum's ``seq_nums`` are set from the stream's counter; when ``width`` is
+        None (collect) the counter advances by the datum's number of indices.
+        """
+        advance = 0
+        for kind, doc in assets:
+            if kind in ("resource", "stream_resource"):
+                doc["run_start"] = self.uid
+                if kind == "stream_resource":
+                    if doc["data_key"] not in stream.data_keys:
+                        raise DeviceError(
+                            f"stream_resource for data key {doc['data_key']!r} but stream "
+                            f"{stream.name!r} has no such key"
+                        )
+                    self._stream_resources[doc["uid"]] = doc["data_key"]
+            elif kind == "stream_datum":
+                if doc["stream_resource"] not in self._stream_resources:
+                    raise DeviceError(
+                        f"stream_datum {doc.get('uid')!r} refers to an unknown stream_resource "
+                        f"{doc['stream_resource']!r}"
+                    )
+                n = doc["indices"]["stop"] - doc["indices"]["start"]
+                doc["descriptor"] = stream.uid
+                doc["seq_nums"] = {"start": stream.seq, "stop": stream.seq + (width or n)}
+                advance = max(advance, n)
+            elif kind not in ("datum", "datum_page"):
+                raise DeviceError(f"a device produced an asset document of unknown kind {kind!r}")
+            await self._emit(kind, doc)
+        if width is None:
+            stream.seq += advance
+
+    # -- the end ----------------------------------------------------------------------------
+    def stop_document(self, exit_status: str, reason: str) -> dict[str, Any]:
+        """The Stop for this run (the caller emits it)."""
+        self.closed = True
+        return {
+            "uid": new_uid(),
+            "time": time.time(),
+            "run_start": self.uid,
+            "exit_status": exit_status,
+            "reason": reason,
+            "num_events": {name: s.seq - 1 for name, s in self._streams.items()},
+        }
+
+    # -- monitors ---------------------------------------------------------------------------
+    async def monitor_descriptor(self, obj: Any, name: str) -> _Stream:
+        """Describe ``obj`` as the single source of stream ``name`` (for ``monitor``)."""
+        info = self._infos.get(id(obj))
+        if info is None or info.obj is not obj:
+            info = await self._learn(obj)
+        return await self._new_descriptor(name, (info,))
+
+    async def monitor_event(self, stream: _Stream, reading: Mapping[str, Any]) -> None:
+        """Emit one monitor update as an event of ``stream``."""
+        seq = stream.seq
+        stream.seq = seq + 1
+        await self._emit(
+            "event",
+            {
+                "uid": new_uid(),
+                "time": time.time(),
+                "descriptor": stream.uid,
+                "seq_num": seq,
+                "data": {k: v["value"] for k, v in reading.items()},
+                "timestamps": {k: v["timestamp"] for k, v in reading.items()},
+                "filled": dict(stream.filled),
+            },
+        )
+
+    # -- checkpoints (used by rewind) -------------------------------------------------------
+    def sequence_counters(self) -> dict[str, int]:
+        """A copy of every stream's next seq_num."""
+        return {name: s.seq for name, s in self._streams.items()}
+
+    def restore_sequence_counters(self, counters: Mapping[str, int]) -> None:
+        """Roll the streams' counters back to a copy taken at a checkpoint."""
+        for name, s in self._streams.items():
+            s.seq = counters.get(name, 1)
+
+
+def _as_list(values: Any) -> list[Any]:
+    tolist = getattr(values, "tolist", None)
+    return cast(list[Any], tolist()) if callable(tolist) else list(values)
+
+
+def _flat_collect_keys(described: dict[str, Any], name: str) -> dict[str, Any]:
+    """describe_collect() is flat ({key: DataKey}) or nested ({stream: {key: DataKey}})."""
+    if all(isinstance(v, Mapping) and "dtype" in v for v in described.values()):
+        return described
+    if name in described:
+        return dict(described[name])
+    if len(described) == 1:
+        return dict(next(iter(described.values())))
+    raise DeviceError(
+        f"describe_collect() describes streams {sorted(described)}, none named {name!r}"
+    )

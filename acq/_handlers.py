@@ -1,0 +1,359 @@
+"""Message handlers: one small coroutine per command, registered in :data:`HANDLERS`.
+
+Each takes the call's :class:`~acq._context.PlanContext` and the message, and returns
+the response that the engine sends back into the plan. Pause, resume and suspenders live
+with the engine's interruption logic; everything else is here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from ._context import PlanContext
+from ._dispatch import Subscription
+from ._documents import call_maybe_async
+from ._errors import DeviceError, IllegalMessageSequence, PlanError
+from ._status import device_name
+
+__all__ = ["HANDLERS", "Handler"]
+
+Handler = Callable[[PlanContext, Any], Awaitable[Any]]
+
+
+def _method(msg: Any, name: str, protocol: str) -> Callable[..., Any]:
+    obj = msg.obj
+    method = getattr(obj, name, None)
+    if not callable(method):
+        if obj is None:
+            raise PlanError(f"{msg.command!r} needs a device as its obj, got None ({msg!r})")
+        raise DeviceError(
+            f"{msg.command!r} message to {device_name(obj)}: it has no {name}() method "
+            f"({type(obj).__name__} is not {protocol}); the message was {msg!r}"
+        )
+    return method
+
+
+def _split_group(kwargs: Mapping[str, Any]) -> tuple[Any, Mapping[str, Any]]:
+    if "group" not in kwargs:
+        return None, kwargs
+    return kwargs["group"], {k: v for k, v in kwargs.items() if k != "group"}
+
+
+# -- runs and documents -------------------------------------------------------------------
+async def open_run(ctx: PlanContext, msg: Any) -> str:
+    """Start a run: compose, check and emit its Start document; reply with its uid."""
+    return await ctx.open_run(msg.run, msg.kwargs)
+
+
+async def close_run(ctx: PlanContext, msg: Any) -> str:
+    """End a run with a Stop (``exit_status``/``reason`` keywords); reply with its uid."""
+    ctx.run_for(msg, "close_run")
+    exit_status = msg.kwargs.get("exit_status") or "success"
+    return await ctx.close_run(msg.run, exit_status, msg.kwargs.get("reason") or "")
+
+
+async def create(ctx: PlanContext, msg: Any) -> None:
+    """Open an event bundle: ``Msg('create', name='primary')``."""
+    name = msg.kwargs.get("name", msg.args[0] if msg.args else "primary")
+    ctx.run_for(msg, "create").create(name)
+
+
+async def save(ctx: PlanContext, msg: Any) -> None:
+    """Emit the open bundle as an Event."""
+    await ctx.run_for(msg, "save").save()
+
+
+async def drop(ctx: PlanContext, msg: Any) -> None:
+    """Discard the open bundle."""
+    ctx.run_for(msg, "drop").drop()
+
+
+async def read(ctx: PlanContext, msg: Any) -> Any:
+    """Read a device; inside a bundle, the reading joins the next Event."""
+    reading = _method(msg, "read", "Readable")()
+    if hasattr(reading, "__await__"):
+        reading = await reading
+    run = ctx.runs.get(msg.run)
+    if run is not None and run.bundling:
+        await run.add_reading(msg.obj, reading)
+    return reading
+
+
+async def declare_stream(ctx: PlanContext, msg: Any) -> str:
+    """``Msg('declare_stream', None, *objs, name=..., collect=False)``: descriptor ahead."""
+    run = ctx.run_for(msg, "declare_stream")
+    objs = [o for o in (msg.obj, *msg.args) if o is not None]
+    name = msg.kwargs.get("name")
+    if not name:
+        raise PlanError(f"'declare_stream' needs name=...: {msg!r}")
+    return await run.declare_stream(name, objs, bool(msg.kwargs.get("collect", False)))
+
+
+async def collect(ctx: PlanContext, msg: Any) -> Any:
+    """Collect flyers' data as Event Pages or Stream Resource/Datum documents."""
+    run = ctx.run_for(msg, "collect")
+    objs = [o for o in (msg.obj, *msg.args) if o is not None]
+    if not objs:
+        raise PlanError(f"'collect' needs at least one object: {msg!r}")
+    return await run.collect(
+        objs, msg.kwargs.get("name"), bool(msg.kwargs.get("return_payload", True))
+    )
+
+
+async def monitor(ctx: PlanContext, msg: Any) -> None:
+    """Turn a signal's updates into events of their own stream until ``unmonitor``."""
+    run = ctx.run_for(msg, "monitor")
+    _method(msg, "subscribe", "Subscribable")
+    name = msg.kwargs.get("name") or f"{device_name(msg.obj)}_monitor"
+    await ctx.start_monitor(msg.obj, run, name)
+
+
+async def unmonitor(ctx: PlanContext, msg: Any) -> None:
+    """Stop a monitor started by ``monitor``."""
+    if id(msg.obj) not in ctx.monitors:
+        raise IllegalMessageSequence(
+            f"'unmonitor' of {device_name(msg.obj)}, which is not monitored"
+        )
+    await ctx.stop_monitor(id(msg.obj))
+
+
+# -- devices -------------------------------------------------------------------------------
+async def set_(ctx: PlanContext, msg: Any) -> Any:
+    """``Msg('set', obj, value, group=...)``: start a move; reply with its status."""
+    method = _method(msg, "set", "Movable")
+    group, kwargs = _split_group(msg.kwargs)
+    status = method(*msg.args, **kwargs)
+    ctx.moved[id(msg.obj)] = msg.obj
+    ctx.groups.add(group, "set", msg.obj, status)
+    return status
+
+
+async def trigger(ctx: PlanContext, msg: Any) -> Any:
+    """``Msg('trigger', obj, group=...)``: start an acquisition; reply with its status."""
+    method = _method(msg, "trigger", "Triggerable")
+    group, kwargs = _split_group(msg.kwargs)
+    status = method(*msg.args, **kwargs)
+    ctx.groups.add(group, "trigger", msg.obj, status)
+    return status
+
+
+async def _status_command(ctx: PlanContext, msg: Any, name: str, protocol: str) -> Any:
+    method = _method(msg, name, protocol)
+    group, kwargs = _split_group(msg.kwargs)
+    status = method(*msg.args, **kwargs)
+    if hasattr(status, "__await__") and not hasattr(status, "done"):
+        status = asyncio.ensure_future(status)  # a bare coroutine: run it as a task
+    ctx.groups.add(group, name, msg.obj, status)
+    return status
+
+
+async def kickoff(ctx: PlanContext, msg: Any) -> Any:
+    """``Msg('kickoff', flyer, group=...)``: start a fly scan."""
+    return await _status_command(ctx, msg, "kickoff", "Flyable")
+
+
+async def complete(ctx: PlanContext, msg: Any) -> Any:
+    """``Msg('complete', flyer, group=...)``: the status of the fly scan's end."""
+    return await _status_command(ctx, msg, "complete", "Flyable")
+
+
+async def prepare(ctx: PlanContext, msg: Any) -> Any:
+    """``Msg('prepare', obj, value, group=...)``: get a device ready for a scan."""
+    return await _status_command(ctx, msg, "prepare", "Preparable")
+
+
+async def configure(ctx: PlanContext, msg: Any) -> Any:
+    """``Msg('configure', obj, *args, **kwargs)``: reply with ``(old, new)``."""
+    method = _method(msg, "configure", "Configurable")
+    for run in ctx.runs.values():
+        if run.bundling:
+            raise IllegalMessageSequence(
+                f"'configure' of {device_name(msg.obj)} inside an open bundle: save or drop it"
+            )
+    result = await call_maybe_async(method, *msg.args, **msg.kwargs)
+    for run in ctx.runs.values():
+        run.forget(msg.obj)
+    return result
+
+
+def _is_status(value: Any) -> bool:
+    return callable(getattr(value, "add_callback", None))
+
+
+async def stage(ctx: PlanContext, msg: Any) -> Any:
+    """Stage a device (unstaged at the end of the plan whatever happens).
+
+    A device without ``stage()`` has nothing to stage: the reply is ``[]``, as in bluesky.
+    A returned status joins the message's ``group``.
+    """
+    method = getattr(msg.obj, "stage", None)
+    if not callable(method):
+        return []
+    if all(o is not msg.obj for o in ctx.staged):
+        ctx.staged.append(msg.obj)  # before calling: a failed stage is still unstaged
+    result = method()
+    if _is_status(result):
+        ctx.groups.add(msg.kwargs.get("group"), "stage", msg.obj, result)
+    elif hasattr(result, "__await__"):
+        result = await result
+    return result
+
+
+async def unstage(ctx: PlanContext, msg: Any) -> Any:
+    """Unstage a device (nothing to do for one without ``unstage()``)."""
+    method = getattr(msg.obj, "unstage", None)
+    ctx.staged = [o for o in ctx.staged if o is not msg.obj]
+    if not callable(method):
+        return []
+    result = method()
+    if _is_status(result):
+        ctx.groups.add(msg.kwargs.get("group"), "unstage", msg.obj, result)
+    elif hasattr(result, "__await__"):
+        result = await result
+    return result
+
+
+async def stop(ctx: PlanContext, msg: Any) -> None:
+    """Stop a device (``Stoppable``)."""
+    await call_maybe_async(_method(msg, "stop", "Stoppable"), *msg.args, **msg.kwargs)
+    ctx.moved.pop(id(msg.obj), None)
+
+
+async def locate(ctx: PlanContext, msg: Any) -> Any:
+    """``Msg('locate', *objs, squeeze=True)``: where devices are (setpoint and readback)."""
+    objs = [msg.obj, *msg.args]
+    locations: list[Any] = []
+    for obj in objs:
+        method = getattr(obj, "locate", None)
+        if not callable(method):
+            raise DeviceError(f"'locate' of {device_name(obj)}: it has no locate() method")
+        locations.append(await call_maybe_async(method))
+    if len(locations) == 1 and msg.kwargs.get("squeeze", True):
+        return locations[0]
+    return locations
+
+
+# -- time and groups -----------------------------------------------------------------------
+async def wait(ctx: PlanContext, msg: Any) -> None:
+    """``Msg('wait', group=..., timeout=None, error_on_timeout=True)``."""
+    kwargs = msg.kwargs
+    group = kwargs.get("group", msg.args[0] if msg.args else None)
+    await ctx.groups.wait(group, kwargs.get("timeout"), bool(kwargs.get("error_on_timeout", True)))
+
+
+async def sleep(ctx: PlanContext, msg: Any) -> None:
+    """``Msg('sleep', None, seconds)``."""
+    if not msg.args:
+        raise PlanError(f"'sleep' needs a duration in seconds: {msg!r}")
+    await asyncio.sleep(msg.args[0])
+
+
+async def wait_for(ctx: PlanContext, msg: Any) -> None:
+    """``Msg('wait_for', None, [factory, ...], timeout=None)``: await what factories make."""
+    factories = msg.args[0] if msg.args else msg.obj
+    awaitables = [asyncio.ensure_future(f()) for f in factories]
+    if not awaitables:
+        return
+    done, pending = await asyncio.wait(awaitables, timeout=msg.kwargs.get("timeout"))
+    for fut in pending:
+        fut.cancel()
+    if pending:
+        raise TimeoutError(f"'wait_for' timed out with {len(pending)} awaitable(s) unfinished")
+    for fut in done:
+        fut.result()
+
+
+async def await_(ctx: PlanContext, msg: Any) -> Any:
+    """The escape hatch: ``Msg('await', coroutine)`` or ``Msg('await', func, *args)``."""
+    target = msg.obj
+    if callable(target):
+        target = target(*msg.args, **msg.kwargs)
+    if hasattr(target, "__await__"):
+        return await target
+    raise PlanError(f"'await' needs an awaitable or a function returning one: {msg!r}")
+
+
+# -- bookkeeping -------------------------------------------------------------------------
+async def null(ctx: PlanContext, msg: Any) -> None:
+    """Do nothing (useful in tests and as a placeholder)."""
+
+
+async def checkpoint(ctx: PlanContext, msg: Any) -> None:
+    """Mark a point the plan can be rewound to on resume."""
+    for run in ctx.runs.values():
+        if run.bundling:
+            raise IllegalMessageSequence(
+                "'checkpoint' inside an open bundle: save or drop it first"
+            )
+    ctx.checkpoint_count += 1
+
+
+async def clear_checkpoint(ctx: PlanContext, msg: Any) -> None:
+    """Forget the last checkpoint: from here on the plan cannot be rewound."""
+    ctx.checkpoint_count = 0
+
+
+async def rewindable(ctx: PlanContext, msg: Any) -> bool:
+    """``Msg('rewindable', None, flag)`` sets whether a resume may rewind; replies with it."""
+    if msg.args:
+        ctx.rewindable = bool(msg.args[0])
+    return ctx.rewindable
+
+
+async def subscribe(ctx: PlanContext, msg: Any) -> int:
+    """``Msg('subscribe', None, callback, 'all')``: for the rest of this plan; reply a token."""
+    args = list(msg.args)
+    callback = args.pop(0) if args else msg.kwargs.get("func")
+    name = args.pop(0) if args else msg.kwargs.get("name", "all")
+    if isinstance(callback, str) and callable(name):
+        callback, name = name, callback  # bluesky's old order
+    token = ctx.dispatcher.subscribe(Subscription(callback, name))
+    ctx.plan_tokens.append(token)
+    return token
+
+
+async def unsubscribe(ctx: PlanContext, msg: Any) -> None:
+    """``Msg('unsubscribe', None, token)``."""
+    token = msg.args[0] if msg.args else msg.kwargs.get("token")
+    if not ctx.dispatcher.has(token):
+        raise IllegalMessageSequence(f"'unsubscribe' of token {token!r}, which is not subscribed")
+    await ctx.dispatcher.unsubscribe(token)
+    if token in ctx.plan_tokens:
+        ctx.plan_tokens.remove(token)
+
+
+HANDLERS: dict[str, Handler] = {
+    "open_run": open_run,
+    "close_run": close_run,
+    "create": create,
+    "save": save,
+    "drop": drop,
+    "read": read,
+    "declare_stream": declare_stream,
+    "collect": collect,
+    "monitor": monitor,
+    "unmonitor": unmonitor,
+    "set": set_,
+    "trigger": trigger,
+    "kickoff": kickoff,
+    "complete": complete,
+    "prepare": prepare,
+    "configure": configure,
+    "stage": stage,
+    "unstage": unstage,
+    "stop": stop,
+    "locate": locate,
+    "wait": wait,
+    "sleep": sleep,
+    "wait_for": wait_for,
+    "await": await_,
+    "null": null,
+    "checkpoint": checkpoint,
+    "clear_checkpoint": clear_checkpoint,
+    "rewindable": rewindable,
+    "subscribe": subscribe,
+    "unsubscribe": unsubscribe,
+}
+"""Every built-in command and its handler."""

@@ -1,0 +1,146 @@
+"""Metadata: the four sources of a Start document, merged and checked (reference/001).
+
+Precedence, highest first:
+
+1. keywords given to ``RE(plan, **md)`` (this call only, every run of the plan);
+2. the plan's own metadata (``Msg('open_run', **md)``; built-in plans' ``md=``);
+3. inferred: ``plan_name`` (the plan function's name), ``plan_type`` (e.g.
+   ``'generator'``), and the ``versions`` of acq and the libraries it runs with;
+4. ``RE.md``, the stash kept for every run (any mutable mapping, e.g. a PersistentDict).
+
+``uid`` and ``time`` are reserved. ``scan_id`` increments from ``RE.md['scan_id']``
+(1 after ``RE.md.clear()``) and is written back only when the run really opens.
+``owner``, ``group``, ``project`` must be strings when not blank; ``sample`` a string or
+a dict; values are strings, numbers, booleans, None, lists/tuples and (nested) dicts.
+Every violation is a :class:`MetadataError` naming the key, raised before any document of
+the run is emitted; then ``RE.md_validator`` runs, then event-model's RunStart model.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import platform
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+import event_model.basemodels as em
+from pydantic import ValidationError
+
+from ._errors import MetadataError
+
+__all__ = ["RESERVED_KEYS", "build_start", "library_versions", "next_scan_id"]
+
+RESERVED_KEYS = frozenset({"uid", "time"})
+_STRING_KEYS = ("owner", "group", "project")
+_VERSIONED = ("acq", "bluesky", "event-model", "ophyd-async", "ophyd", "numpy", "pydantic")
+
+
+@functools.cache
+def library_versions() -> dict[str, str]:
+    """Versions of acq and of the device/document libraries installed (read, not imported)."""
+    versions = {"python": platform.python_version()}
+    for dist in _VERSIONED:
+        try:
+            versions[dist.replace("-", "_")] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def next_scan_id(stash: Mapping[str, Any]) -> int:
+    """The scan_id of the next run: one more than the stash's (1 if it has none)."""
+    previous = stash.get("scan_id", 0)
+    if isinstance(previous, bool) or not isinstance(previous, int):
+        raise MetadataError(
+            f"RE.md['scan_id'] is {previous!r} ({type(previous).__name__}); it must be an "
+            "integer (delete it to start again at 1)"
+        )
+    return previous + 1
+
+
+def _plain(value: Any, path: str) -> Any:
+    """``value`` as plain JSON-able data; MetadataError naming ``path`` if impossible."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in cast(Mapping[Any, Any], value).items():
+            if not isinstance(k, str):
+                raise MetadataError(f"metadata key {path}[{k!r}] must be a string")
+            out[k] = _plain(v, f"{path}.{k}")
+        return out
+    if isinstance(value, list | tuple):
+        return [_plain(v, f"{path}[{i}]") for i, v in enumerate(cast(list[Any], value))]
+    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays
+    if callable(tolist) and type(value).__module__ == "numpy":
+        return _plain(tolist(), path)
+    raise MetadataError(
+        f"metadata {path!r} is a {type(value).__name__} ({value!r}); metadata values must be "
+        "strings, numbers, booleans, None, lists/tuples or (nested) dicts"
+    )
+
+
+def _check_source(md: Mapping[str, Any], source: str) -> None:
+    for key in md:
+        if not isinstance(key, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise MetadataError(f"metadata key {key!r} from {source} must be a string")
+        if key in RESERVED_KEYS:
+            raise MetadataError(
+                f"metadata key {key!r} (from {source}) is reserved: acq sets 'uid' and 'time' "
+                "itself; rename your key"
+            )
+
+
+def build_start(
+    *,
+    uid: str,
+    time: float,
+    stash: Mapping[str, Any],
+    inferred: Mapping[str, Any],
+    plan_md: Mapping[str, Any],
+    call_md: Mapping[str, Any],
+    validator: Callable[[dict[str, Any]], Any] | None,
+) -> tuple[dict[str, Any], int]:
+    """Merge and check the four sources; return the Start document and the new scan_id.
+
+    Raises:
+        MetadataError: naming the key and what is wrong, before anything is emitted.
+    """
+    _check_source(stash, "RE.md")
+    _check_source(plan_md, "the plan (open_run)")
+    _check_source(call_md, "RE(...) keywords")
+    scan_id = next_scan_id(stash)
+    merged: dict[str, Any] = {**stash, "scan_id": scan_id, **inferred, **plan_md, **call_md}
+    doc = {key: _plain(value, key) for key, value in merged.items()}
+    if isinstance(doc["scan_id"], bool) or not isinstance(doc["scan_id"], int):
+        raise MetadataError(f"metadata 'scan_id' must be an integer, got {doc['scan_id']!r}")
+    for key in _STRING_KEYS:
+        value = doc.get(key)
+        if value is None or value == "":
+            doc.pop(key, None)  # blank: allowed, and left out
+        elif not isinstance(value, str):
+            raise MetadataError(
+                f"metadata {key!r} must be a string (it is searched on), got "
+                f"{value!r} ({type(value).__name__})"
+            )
+    if "sample" in doc and not isinstance(doc["sample"], str | dict):
+        raise MetadataError(
+            f"metadata 'sample' must be a string or a dict, e.g. sample='Si' or "
+            f"sample={{'name': 'Si', 'thickness': 1}}; got {doc['sample']!r}"
+        )
+    if validator is not None:
+        try:
+            validator(dict(doc))
+        except Exception as exc:
+            raise MetadataError(f"RE.md_validator rejected the metadata: {exc}") from exc
+    doc["uid"] = uid
+    doc["time"] = time
+    try:
+        em.RunStart.model_validate(doc)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        raise MetadataError(f"metadata does not fit the Start document: {problems}") from None
+    return doc, scan_id

@@ -1,0 +1,202 @@
+"""Plans and sub-plans: the engine-managed plan stack.
+
+A plan is an async generator (the native form) or a plain generator (the form bluesky's
+plans take). Async generators have neither ``yield from`` nor a return value, so acq
+composes plans with a stack that the engine keeps:
+
+* ``result = yield sub_plan`` -- a plan yields a generator or async generator; the engine
+  pushes it on the stack, drives it to the end, and sends its result back, much as
+  ``await`` would. Messages' responses go to whichever plan yielded the message.
+* ``yield Return(value)`` -- an async plan's way of saying ``return value``: the engine
+  records the value and keeps driving the plan until it ends (so ``finally`` blocks that
+  yield cleanup messages still run). A plain generator may simply ``return value``.
+* An exception raised in a sub-plan is thrown into the plan that yielded it, at the
+  ``yield``, exactly as with ``yield from``; a plan can catch it.
+
+docs/explanations/plan-composition.md records why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Generator, Iterable
+from typing import Any, NamedTuple, TypeAlias
+
+from ._errors import PlanError
+from ._msg import Msg
+
+__all__ = ["Plan", "PlanFinished", "PlanStack", "Return", "as_plan", "is_message", "is_plan", "plan_name"]
+
+Plan: TypeAlias = AsyncGenerator[Any, Any] | Generator[Any, Any, Any]
+"""What ``RE(...)`` runs and what a plan may yield as a sub-plan."""
+
+
+class Return(NamedTuple):
+    """``yield Return(value)``: the result of an async plan (its ``return value``)."""
+
+    value: Any
+
+
+class PlanFinished(Exception):
+    """Raised by :meth:`PlanStack.send` when the outermost plan has ended."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__(result)
+        self.result = result
+
+
+_NO_RETURN: Any = object()
+
+
+class _Frame:
+    """One plan on the stack."""
+
+    __slots__ = ("gen", "is_async", "returned")
+
+    def __init__(self, gen: Plan) -> None:
+        self.gen = gen
+        self.is_async = not isinstance(gen, Generator)
+        self.returned: Any = _NO_RETURN
+
+
+def is_message(item: object) -> bool:
+    """True for an ``acq.Msg`` or any Msg-shaped namedtuple (bluesky's ``Msg``)."""
+    return type(item) is Msg or (isinstance(item, tuple) and hasattr(item, "command"))
+
+
+def plan_name(plan: object) -> str:
+    """A readable name for a plan object, for error messages."""
+    inner = getattr(plan, "_iter", plan)  # bluesky wraps its plans in a Plan object
+    code = getattr(inner, "gi_code", None) or getattr(inner, "ag_code", None)
+    return code.co_name if code is not None else type(plan).__name__
+
+
+def is_plan(item: object) -> bool:
+    """True for a generator or async generator (or an object that behaves as one)."""
+    return isinstance(item, Generator | AsyncGenerator)
+
+
+def _iterable_plan(messages: Iterable[Any]) -> Generator[Any, Any, None]:
+    for msg in messages:
+        yield msg
+
+
+def as_plan(plan: object) -> Plan:
+    """Check that ``plan`` can be run, and return it as a generator or async generator.
+
+    Raises:
+        PlanError: for a function that was not called, a coroutine, or anything else
+            that is not a plan.
+    """
+    if is_plan(plan):
+        return plan  # pyright: ignore[reportUnknownVariableType]
+    if callable(plan):
+        name = getattr(plan, "__name__", repr(plan))
+        raise PlanError(
+            f"RE() was given the function {name!r}, not a plan: call it, e.g. RE({name}(...))"
+        )
+    if hasattr(plan, "__await__"):
+        raise PlanError(
+            f"RE() was given an awaitable ({type(plan).__name__}), not a plan: a plan is a "
+            "generator or async generator that yields Msg objects"
+        )
+    if isinstance(plan, Iterable) and not isinstance(plan, str | bytes | dict):
+        return _iterable_plan(plan)  # pyright: ignore[reportUnknownArgumentType]
+    raise PlanError(
+        f"RE() was given {plan!r} ({type(plan).__name__}), not a plan: a plan is a "
+        "generator or async generator that yields Msg objects (or a list of Msg)"
+    )
+
+
+class PlanStack:
+    """The stack of running plans: the outermost at the bottom, the active one on top.
+
+    :meth:`send` and :meth:`throw` advance the active plan until it yields a message,
+    pushing sub-plans and popping finished ones on the way; they raise
+    :class:`PlanFinished` when the outermost plan ends.
+    """
+
+    __slots__ = ("_frames",)
+
+    def __init__(self, plan: Plan) -> None:
+        self._frames = [_Frame(plan)]
+
+    @property
+    def depth(self) -> int:
+        """How many plans are on the stack."""
+        return len(self._frames)
+
+    async def send(self, value: Any) -> Any:
+        """Send ``value`` to the active plan; return the next message."""
+        frame = self._frames[-1]
+        try:
+            if frame.is_async:
+                item = await frame.gen.asend(value)  # type: ignore[union-attr]
+            else:
+                item = frame.gen.send(value)  # type: ignore[union-attr]
+        except (StopIteration, StopAsyncIteration) as stop:
+            return await self._pop(stop)
+        except BaseException as exc:
+            return await self._raise_in_parent(exc)
+        if type(item) is Msg:
+            return item
+        return await self._dispatch(item)
+
+    async def throw(self, exc: BaseException) -> Any:
+        """Raise ``exc`` in the active plan at its ``yield``; return the next message."""
+        frame = self._frames[-1]
+        try:
+            if frame.is_async:
+                item = await frame.gen.athrow(exc)  # type: ignore[union-attr]
+            else:
+                item = frame.gen.throw(exc)  # type: ignore[union-attr]
+        except (StopIteration, StopAsyncIteration) as stop:
+            return await self._pop(stop)
+        except BaseException as raised:
+            return await self._raise_in_parent(raised)
+        if type(item) is Msg:
+            return item
+        return await self._dispatch(item)
+
+    async def close(self) -> None:
+        """Close every plan on the stack, innermost first (used by halt)."""
+        while self._frames:
+            frame = self._frames.pop()
+            try:
+                if frame.is_async:
+                    await frame.gen.aclose()  # type: ignore[union-attr]
+                else:
+                    frame.gen.close()  # type: ignore[union-attr]
+            except Exception:
+                pass
+
+    async def _dispatch(self, item: Any) -> Any:
+        if is_plan(item):
+            self._frames.append(_Frame(item))  # pyright: ignore[reportUnknownArgumentType]
+            return await self.send(None)
+        if type(item) is Return:
+            self._frames[-1].returned = item.value
+            return await self.send(None)
+        if isinstance(item, tuple) and hasattr(item, "command"):
+            return item  # a bluesky Msg, or another Msg-shaped namedtuple
+        frame = self._frames[-1]
+        return await self.throw(
+            PlanError(
+                f"plan {plan_name(frame.gen)!r} yielded {item!r} ({type(item).__name__}), which "
+                "is neither a Msg, a sub-plan (generator or async generator) nor Return(value)"
+            )
+        )
+
+    async def _pop(self, stop: StopIteration | StopAsyncIteration) -> Any:
+        frame = self._frames.pop()
+        result = frame.returned
+        if result is _NO_RETURN:
+            result = stop.value if isinstance(stop, StopIteration) else None
+        if not self._frames:
+            raise PlanFinished(result)
+        return await self.send(result)
+
+    async def _raise_in_parent(self, exc: BaseException) -> Any:
+        self._frames.pop()
+        if not self._frames:
+            raise exc
+        return await self.throw(exc)

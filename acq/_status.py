@@ -1,0 +1,176 @@
+"""Statuses and wait groups, on asyncio.
+
+A device's ``set``/``trigger``/``kickoff``/``complete``/``prepare``/``stage`` returns a
+status: an ophyd-async ``AsyncStatus`` (awaitable, backed by a task), anything that
+follows ``bluesky.protocols.Status`` (``done``, ``success``, ``add_callback``; callbacks
+possibly from another thread), or ``None`` for "already done". Statuses are filed under
+the message's ``group`` and a ``wait`` message waits for a whole group.
+
+Finished successful statuses are never filed (nothing to wait for), so a plan that never
+waits does not grow memory, and the hot path for instant devices is one attribute read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Hashable
+from typing import Any
+
+from ._errors import FailedStatus, WaitTimeoutError
+
+__all__ = ["StatusGroups", "await_status", "device_name", "status_exception", "status_future"]
+
+
+def device_name(obj: object) -> str:
+    """The name to show for a device in messages: its ``name``, else its repr."""
+    name = getattr(obj, "name", None)
+    return name if isinstance(name, str) and name else repr(obj)
+
+
+def _is_done(status: Any) -> bool:
+    done = status.done
+    return bool(done() if callable(done) else done)
+
+
+def status_exception(status: Any) -> BaseException | None:
+    """The failure of a finished status, or None if it succeeded."""
+    task = getattr(status, "task", None)
+    if isinstance(task, asyncio.Future):
+        if task.cancelled():
+            return asyncio.CancelledError()
+        return task.exception()
+    success = getattr(status, "success", True)
+    if success:
+        return None
+    exc_getter = getattr(status, "exception", None)
+    exc: object = None
+    if callable(exc_getter):
+        try:
+            exc = exc_getter(0)
+        except TypeError:
+            exc = exc_getter()
+        except Exception as err:
+            exc = err
+    return exc if isinstance(exc, BaseException) else FailedStatus(f"{status!r} failed")
+
+
+def status_future(status: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+    """A future that finishes when ``status`` does; it never cancels the status itself."""
+    task = getattr(status, "task", None)
+    if isinstance(task, asyncio.Future):
+        return task  # pyright: ignore[reportUnknownVariableType]
+    fut: asyncio.Future[Any] = loop.create_future()
+    loop_thread = threading.get_ident()
+
+    def _finish(_: object = None) -> None:
+        if not fut.done():
+            fut.set_result(status)
+
+    def _callback(_: object) -> None:
+        if threading.get_ident() == loop_thread:
+            _finish()
+        else:
+            loop.call_soon_threadsafe(_finish)
+
+    status.add_callback(_callback)
+    return fut
+
+
+class StatusGroups:
+    """Pending statuses by group, for ``wait``."""
+
+    __slots__ = ("_groups",)
+
+    def __init__(self) -> None:
+        self._groups: dict[Hashable, list[tuple[str, Any, Any]]] = {}
+
+    def add(self, group: Hashable, command: str, obj: Any, status: Any) -> None:
+        """File ``status`` (from ``command`` on ``obj``) under ``group``.
+
+        A status that has already finished successfully is not kept; a failed one is,
+        so that the ``wait`` for its group raises.
+        """
+        if status is None:
+            return
+        if _is_done(status) and status_exception(status) is None:
+            return
+        entries = self._groups.get(group)
+        if entries is None:
+            self._groups[group] = [(command, obj, status)]
+        else:
+            entries.append((command, obj, status))
+
+    def pending(self) -> list[tuple[str, Any, Any]]:
+        """Every filed status that has not finished, all groups."""
+        return [e for entries in self._groups.values() for e in entries if not _is_done(e[2])]
+
+    def clear(self) -> None:
+        """Forget every filed status."""
+        self._groups.clear()
+
+    async def wait(
+        self, group: Hashable, timeout: float | None = None, error_on_timeout: bool = True
+    ) -> None:
+        """Wait for every status of ``group``; raise the first failure.
+
+        Raises:
+            WaitTimeoutError: ``timeout`` passed with statuses unfinished (they stay in
+                the group, unless ``error_on_timeout`` is False, in which case the wait
+                just returns and they stay filed).
+        """
+        entries = self._groups.pop(group, None)
+        if not entries:
+            return
+        unfinished = [e for e in entries if not _is_done(e[2])]
+        if unfinished:
+            loop = asyncio.get_running_loop()
+            futures = {status_future(e[2], loop): e for e in unfinished}
+            _, not_done = await asyncio.wait(futures, timeout=timeout)
+            if not_done:
+                waiting = [futures[f] for f in not_done]
+                self._groups.setdefault(group, []).extend(waiting)
+                if error_on_timeout:
+                    names = ", ".join(f"{cmd} {device_name(obj)}" for cmd, obj, _ in waiting)
+                    raise WaitTimeoutError(
+                        f"wait for group {group!r} timed out after {timeout} s; still "
+                        f"waiting for: {names}"
+                    )
+                for fut in futures:
+                    if fut.done() and fut not in not_done:
+                        _raise_if_failed(futures[fut])
+                return
+        for entry in entries:
+            _raise_if_failed(entry)
+
+
+def _raise_if_failed(entry: tuple[str, Any, Any]) -> None:
+    command, obj, status = entry
+    exc = status_exception(status)
+    if exc is None:
+        return
+    if not isinstance(exc, asyncio.CancelledError):
+        exc.add_note(f"acq: the status of {command!r} on {device_name(obj)} failed")
+        raise exc
+    raise FailedStatus(f"the status of {command!r} on {device_name(obj)} was cancelled")
+
+
+async def await_status(status: Any) -> None:
+    """Wait for what a device method returned: a status, an awaitable, a list, or None.
+
+    Raises:
+        BaseException: the status's own failure.
+    """
+    if status is None:
+        return
+    if hasattr(status, "__await__"):
+        await status
+        return
+    if isinstance(status, list | tuple):
+        for item in status:  # pyright: ignore[reportUnknownVariableType]
+            await await_status(item)
+        return
+    await status_future(status, asyncio.get_running_loop())
+    exc = status_exception(status)
+    if exc is not None:
+        raise exc

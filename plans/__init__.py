@@ -1,0 +1,5 @@
+"""acq.plans."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,272 @@
+"""The RunEngine drives plans on the caller's loop: forms of plans, sub-plans, results."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import bluesky.plans as bp
+import bluesky.plan_stubs as bps_bluesky
+import pytest
+from bluesky.utils import Msg as BlueskyMsg
+from support import AsyncSignal, DocChecker, Signal
+
+from acq import Msg, PlanError, Return, RunEngine, State, StateError, UnknownCommandError
+
+
+def step_scan(motor: Any, det: Any, positions: list[float]):
+    yield Msg("open_run", plan_name="step_scan")
+    for x in positions:
+        yield Msg("set", motor, x, group="move")
+        yield Msg("wait", None, group="move")
+        yield Msg("trigger", det, group="det")
+        yield Msg("wait", group="det")
+        yield Msg("create", name="primary")
+        yield Msg("read", motor)
+        yield Msg("read", det)
+        yield Msg("save")
+    yield Msg("close_run")
+
+
+async def test_generator_plan_produces_start_descriptor_events_stop(
+    RE: RunEngine, checker: DocChecker
+) -> None:
+    motor, det = Signal("motor"), Signal("det", 3.0)
+    result = await RE(step_scan(motor, det, [1.0, 2.0, 3.0]))
+    assert checker.names() == ["start", "descriptor", "event", "event", "event", "stop"]
+    events = checker.of("event")
+    assert [e["data"]["motor"] for e in events] == [1.0, 2.0, 3.0]
+    assert [e["seq_num"] for e in events] == [1, 2, 3]
+    assert result.exit_status == "success"
+    assert result.run_start_uids == (checker.of("start")[0]["uid"],)
+    assert checker.of("stop")[0]["num_events"] == {"primary": 3}
+
+
+async def test_async_plan_gets_each_response() -> None:
+    RE = RunEngine()
+    det = AsyncSignal("det", 7.0)
+    seen: list[Any] = []
+
+    async def plan():
+        reading = yield Msg("read", det)
+        seen.append(reading["det"]["value"])
+        location = yield Msg("rewindable", None, False)
+        seen.append(location)
+
+    await RE(plan())
+    assert seen == [7.0, False]
+
+
+def _intensity(reading: dict[str, Any]) -> float:
+    return float(reading["det"]["value"])
+
+
+async def measure_at(motor: Signal, det: Signal, x: float):
+    """A sub-plan: move, trigger, read inside a bundle; its result is the intensity."""
+    yield Msg("set", motor, x, group="m")
+    yield Msg("wait", group="m")
+    yield Msg("trigger", det, group="d")
+    yield Msg("wait", group="d")
+    yield Msg("create", name="primary")
+    yield Msg("read", motor)
+    reading = yield Msg("read", det)
+    yield Msg("save")
+    yield Return(_intensity(reading))
+
+
+class GaussDet(Signal):
+    """A detector whose value is a Gaussian of the motor position (reference/003 SynGauss)."""
+
+    def __init__(self, name: str, motor: Signal) -> None:
+        super().__init__(name)
+        self.motor = motor
+
+    def trigger(self):  # type: ignore[override]
+        import math
+
+        self.value = math.exp(-((self.motor.value) ** 2) / 2)
+        return super().trigger()
+
+
+async def test_adaptive_scan_of_reference_003_as_async_plan_with_sub_plan(
+    RE: RunEngine, checker: DocChecker
+) -> None:
+    motor = Signal("motor")
+    det = GaussDet("det", motor)
+
+    async def adaptive_scan(threshold: float):
+        yield Msg("open_run", plan_name="adaptive_scan")
+        i = 0
+        while True:
+            intensity = yield measure_at(motor, det, float(i))
+            if intensity < threshold:
+                break
+            i += 1
+        yield Msg("close_run")
+        yield Return(i)
+
+    result = await RE(adaptive_scan(0.2))
+    # exp(-x^2/2) >= 0.2 for x = 0, 1; < 0.2 at x = 2
+    assert result.plan_result == 2
+    assert [e["data"]["motor"] for e in checker.of("event")] == [0.0, 1.0, 2.0]
+
+
+async def test_sub_plan_results_and_errors_reach_the_plan_that_asked_at_any_depth(
+    RE: RunEngine,
+) -> None:
+    async def leaf(n: int):
+        yield Msg("null")
+        if n < 0:
+            raise ValueError("negative")
+        yield Return(n * 10)
+
+    def middle(n: int):  # a plain generator in between
+        value = yield leaf(n)
+        return value + 1
+
+    async def top():
+        a = yield middle(2)
+        try:
+            yield middle(-1)
+        except ValueError as exc:
+            b = str(exc)
+        yield Return((a, b))
+
+    result = await RE(top())
+    assert result.plan_result == (21, "negative")
+
+
+async def test_bluesky_plan_yielding_bluesky_msgs_runs_unchanged(
+    RE: RunEngine, checker: DocChecker
+) -> None:
+    motor, det = Signal("motor"), Signal("det", 2.0)
+    result = await RE(bp.scan([det], motor, -1, 1, 5))
+    assert result.exit_status == "success"
+    assert [e["data"]["motor"] for e in checker.of("event")] == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    start = checker.of("start")[0]
+    assert start["plan_name"] == "scan"
+    assert start["motors"] == ["motor"]
+
+
+async def test_bluesky_stub_plans_and_msgs_compose_with_acq_plans(RE: RunEngine) -> None:
+    det = Signal("det", 5.0)
+
+    async def plan():
+        reading = yield bps_bluesky.rd(det)
+        raw = yield BlueskyMsg("read", det)
+        yield Return((reading, raw["det"]["value"]))
+
+    result = await RE(plan())
+    assert result.plan_result == (5.0, 5.0)
+
+
+async def test_a_list_of_messages_is_a_plan(RE: RunEngine, checker: DocChecker) -> None:
+    await RE([Msg("open_run"), Msg("close_run")])
+    assert checker.names() == ["start", "stop"]
+
+
+@pytest.mark.parametrize(
+    ("not_a_plan", "words"),
+    [
+        (step_scan, "call it"),
+        (asyncio.sleep(0), "awaitable"),
+        (42, "not a plan"),
+    ],
+)
+async def test_something_that_is_not_a_plan_is_refused_clearly(
+    not_a_plan: Any, words: str
+) -> None:
+    RE = RunEngine()
+    try:
+        with pytest.raises(PlanError, match=words):
+            await RE(not_a_plan)
+    finally:
+        if asyncio.iscoroutine(not_a_plan):
+            await not_a_plan
+    assert RE.state is State.IDLE
+
+
+async def test_yielding_something_that_is_not_a_message_raises_in_the_plan() -> None:
+    RE = RunEngine()
+
+    async def plan():
+        try:
+            yield 5
+        except PlanError as exc:
+            yield Return(str(exc))
+
+    result = await RE(plan())
+    assert "yielded 5" in result.plan_result
+
+
+async def test_unknown_command_names_the_message() -> None:
+    RE = RunEngine()
+    with pytest.raises(UnknownCommandError, match="'teleport'"):
+        await RE([Msg("teleport", None)])
+
+
+async def test_awaiting_the_engine_while_it_runs_a_plan_is_refused() -> None:
+    RE = RunEngine()
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow():
+        started.set()
+        yield Msg("await", release.wait())
+
+    first = asyncio.create_task(RE(slow()))
+    await started.wait()
+    with pytest.raises(StateError, match="one plan at a time"):
+        await RE([Msg("null")])
+    release.set()
+    assert (await first).exit_status == "success"
+
+
+async def test_several_engines_run_concurrently_on_one_loop() -> None:
+    engines = [RunEngine() for _ in range(3)]
+    docs: list[list[str]] = [[], [], []]
+    for engine, names in zip(engines, docs, strict=True):
+        engine.subscribe(lambda n, d, names=names: names.append(n), thread=False)
+
+    def plan(i: int):
+        yield Msg("open_run", which=i)
+        yield Msg("sleep", None, 0.01)
+        yield Msg("close_run")
+
+    results = await asyncio.gather(*(e(plan(i)) for i, e in enumerate(engines)))
+    assert all(r.exit_status == "success" for r in results)
+    assert docs == [["start", "stop"]] * 3
+
+
+async def test_custom_command_registry() -> None:
+    RE = RunEngine()
+    calls: list[Any] = []
+
+    async def handler(msg: Any) -> str:
+        calls.append(msg.args)
+        return "done"
+
+    RE.register_command("beep", handler)
+    assert "beep" in RE.commands
+
+    async def plan():
+        reply = yield Msg("beep", None, 440)
+        yield Return(reply)
+
+    assert (await RE(plan())).plan_result == "done"
+    assert calls == [(440,)]
+    RE.unregister_command("beep")
+    with pytest.raises(UnknownCommandError):
+        await RE([Msg("beep")])
+
+
+async def test_the_plan_runs_in_the_awaiting_task_on_the_callers_loop() -> None:
+    RE = RunEngine()
+    outer = asyncio.current_task()
+    seen: list[Any] = []
+
+    async def probe() -> None:
+        seen.append((asyncio.current_task(), asyncio.get_running_loop()))
+
+    await RE([Msg("await", probe)])
+    assert seen == [(outer, asyncio.get_running_loop())]

@@ -23,6 +23,7 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._msg import Msg
+from ._persistent import PersistentDict
 from ._plan import Plan, Return
 from ._result import RunResult
 from ._state import State
@@ -30,6 +31,7 @@ from ._state import State
 __all__ = [
     "RunEngine",
     "Msg",
+    "PersistentDict",
     "Return",
     "Plan",
     "RunResult",

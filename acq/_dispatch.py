@@ -29,7 +29,7 @@ import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, cast
 
 from ._errors import SubscriberError
 
@@ -249,11 +249,11 @@ class _ThreadWorker(_Worker):
         get = self._queue.get
         while True:
             name, doc = get()
-            if name == "" and isinstance(doc, asyncio.Future | threading.Event):
+            if name == "":
                 if isinstance(doc, threading.Event):
                     doc.set()
                     return
-                self._loop.call_soon_threadsafe(_set_done, doc)
+                self._loop.call_soon_threadsafe(_set_done, cast("asyncio.Future[None]", doc))
                 continue
             try:
                 callback(name, doc)

@@ -120,12 +120,14 @@ class _ObjInfo:
         self.obj = obj
         self.name = device_name(obj)
         self.data_keys = data_keys
-        self.read_keys = frozenset(
+        self.read_keys: Any = frozenset(
             k for k, dk in data_keys.items() if dk.get("external") != "STREAM:"
         )
         self.config = config
-        hints = getattr(obj, "hints", None)
-        self.hints: dict[str, Any] | None = dict(hints) if isinstance(hints, Mapping) else None
+        hints: Any = getattr(obj, "hints", None)
+        self.hints: dict[str, Any] | None = (
+            dict(cast(Mapping[str, Any], hints)) if isinstance(hints, Mapping) else None
+        )
         self.writes_assets = callable(getattr(obj, "collect_asset_docs", None))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 from ._context import PlanContext
 from ._dispatch import Callback, Dispatcher, Overflow, Subscription, make_subscription
@@ -231,14 +231,17 @@ def _reason(exc: BaseException) -> str:
 
 
 def _call_subscriptions(items: Iterable[Any]) -> list[Subscription]:
+    """Per-call subscriptions: ``cb``, ``(name, cb)`` or bluesky's ``{name: cb or [cb]}``."""
     subs: list[Subscription] = []
     for item in items:
         if isinstance(item, Mapping):
-            for name, callbacks in item.items():  # pyright: ignore[reportUnknownVariableType]
-                for cb in callbacks if isinstance(callbacks, list | tuple) else [callbacks]:  # pyright: ignore[reportUnknownVariableType]
-                    subs.append(make_subscription(cb, name))  # pyright: ignore[reportUnknownArgumentType]
-        elif isinstance(item, tuple) and len(item) == 2:  # pyright: ignore[reportUnknownArgumentType]
-            subs.append(make_subscription(item[1], item[0]))
+            for name, callbacks in cast(Mapping[str, Any], item).items():
+                many = isinstance(callbacks, list | tuple)
+                for cb in cast(list[Any], callbacks) if many else [callbacks]:
+                    subs.append(make_subscription(cb, name))
+        elif isinstance(item, tuple):
+            name, cb = cast(tuple[str, Any], item)
+            subs.append(make_subscription(cb, name))
         else:
             subs.append(make_subscription(item))
     return subs

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ._context import PlanContext
-from ._dispatch import Subscription
+from ._dispatch import make_subscription
 from ._documents import call_maybe_async
 from ._errors import DeviceError, IllegalMessageSequence, PlanError
 from ._status import device_name
@@ -193,7 +193,7 @@ async def stage(ctx: PlanContext, msg: Any) -> Any:
         return []
     if all(o is not msg.obj for o in ctx.staged):
         ctx.staged.append(msg.obj)  # before calling: a failed stage is still unstaged
-    result = method()
+    result: Any = method()
     if _is_status(result):
         ctx.groups.add(msg.kwargs.get("group"), "stage", msg.obj, result)
     elif hasattr(result, "__await__"):
@@ -207,7 +207,7 @@ async def unstage(ctx: PlanContext, msg: Any) -> Any:
     ctx.staged = [o for o in ctx.staged if o is not msg.obj]
     if not callable(method):
         return []
-    result = method()
+    result: Any = method()
     if _is_status(result):
         ctx.groups.add(msg.kwargs.get("group"), "unstage", msg.obj, result)
     elif hasattr(result, "__await__"):
@@ -267,7 +267,7 @@ async def wait_for(ctx: PlanContext, msg: Any) -> None:
 
 async def await_(ctx: PlanContext, msg: Any) -> Any:
     """The escape hatch: ``Msg('await', coroutine)`` or ``Msg('await', func, *args)``."""
-    target = msg.obj
+    target: Any = msg.obj
     if callable(target):
         target = target(*msg.args, **msg.kwargs)
     if hasattr(target, "__await__"):
@@ -304,12 +304,10 @@ async def rewindable(ctx: PlanContext, msg: Any) -> bool:
 
 async def subscribe(ctx: PlanContext, msg: Any) -> int:
     """``Msg('subscribe', None, callback, 'all')``: for the rest of this plan; reply a token."""
-    args = list(msg.args)
-    callback = args.pop(0) if args else msg.kwargs.get("func")
-    name = args.pop(0) if args else msg.kwargs.get("name", "all")
-    if isinstance(callback, str) and callable(name):
-        callback, name = name, callback  # bluesky's old order
-    token = ctx.dispatcher.subscribe(Subscription(callback, name))
+    args: list[Any] = list(msg.args)
+    callback: Any = args.pop(0) if args else msg.kwargs.get("func")
+    name: Any = args.pop(0) if args else msg.kwargs.get("name", "all")
+    token = ctx.dispatcher.subscribe(make_subscription(callback, name))
     ctx.plan_tokens.append(token)
     return token
 

@@ -19,12 +19,21 @@ docs/explanations/plan-composition.md records why.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Generator, Iterable
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TypeAlias, TypeGuard, cast
 
 from ._errors import PlanError
 from ._msg import Msg
 
-__all__ = ["Plan", "PlanFinished", "PlanStack", "Return", "as_plan", "is_message", "is_plan", "plan_name"]
+__all__ = [
+    "Plan",
+    "PlanFinished",
+    "PlanStack",
+    "Return",
+    "as_plan",
+    "is_message",
+    "is_plan",
+    "plan_name",
+]
 
 Plan: TypeAlias = AsyncGenerator[Any, Any] | Generator[Any, Any, Any]
 """What ``RE(...)`` runs and what a plan may yield as a sub-plan."""
@@ -53,14 +62,14 @@ class _Frame:
     __slots__ = ("gen", "is_async", "returned")
 
     def __init__(self, gen: Plan) -> None:
-        self.gen = gen
+        self.gen: Any = gen
         self.is_async = not isinstance(gen, Generator)
         self.returned: Any = _NO_RETURN
 
 
 def is_message(item: object) -> bool:
     """True for an ``acq.Msg`` or any Msg-shaped namedtuple (bluesky's ``Msg``)."""
-    return type(item) is Msg or (isinstance(item, tuple) and hasattr(item, "command"))
+    return type(item) is Msg or (isinstance(item, tuple) and hasattr(cast(Any, item), "command"))
 
 
 def plan_name(plan: object) -> str:
@@ -70,13 +79,13 @@ def plan_name(plan: object) -> str:
     return code.co_name if code is not None else type(plan).__name__
 
 
-def is_plan(item: object) -> bool:
+def is_plan(item: object) -> TypeGuard[Plan]:
     """True for a generator or async generator (or an object that behaves as one)."""
     return isinstance(item, Generator | AsyncGenerator)
 
 
 def _iterable_plan(messages: Iterable[Any]) -> Generator[Any, Any, None]:
-    for msg in messages:
+    for msg in messages:  # noqa: UP028 -- not yield from: replies must not reach a list
         yield msg
 
 
@@ -88,7 +97,7 @@ def as_plan(plan: object) -> Plan:
             that is not a plan.
     """
     if is_plan(plan):
-        return plan  # pyright: ignore[reportUnknownVariableType]
+        return plan
     if callable(plan):
         name = getattr(plan, "__name__", repr(plan))
         raise PlanError(
@@ -100,9 +109,11 @@ def as_plan(plan: object) -> Plan:
             "generator or async generator that yields Msg objects"
         )
     if isinstance(plan, Iterable) and not isinstance(plan, str | bytes | dict):
-        return _iterable_plan(plan)  # pyright: ignore[reportUnknownArgumentType]
+        messages: Iterable[Any] = cast(Iterable[Any], plan)
+        return _iterable_plan(messages)
+    shown = cast(object, plan)
     raise PlanError(
-        f"RE() was given {plan!r} ({type(plan).__name__}), not a plan: a plan is a "
+        f"RE() was given {shown!r} ({type(shown).__name__}), not a plan: a plan is a "
         "generator or async generator that yields Msg objects (or a list of Msg)"
     )
 
@@ -130,9 +141,9 @@ class PlanStack:
         frame = self._frames[-1]
         try:
             if frame.is_async:
-                item = await frame.gen.asend(value)  # type: ignore[union-attr]
+                item = await frame.gen.asend(value)
             else:
-                item = frame.gen.send(value)  # type: ignore[union-attr]
+                item = frame.gen.send(value)
         except (StopIteration, StopAsyncIteration) as stop:
             return await self._pop(stop)
         except BaseException as exc:
@@ -146,9 +157,9 @@ class PlanStack:
         frame = self._frames[-1]
         try:
             if frame.is_async:
-                item = await frame.gen.athrow(exc)  # type: ignore[union-attr]
+                item = await frame.gen.athrow(exc)
             else:
-                item = frame.gen.throw(exc)  # type: ignore[union-attr]
+                item = frame.gen.throw(exc)
         except (StopIteration, StopAsyncIteration) as stop:
             return await self._pop(stop)
         except BaseException as raised:
@@ -163,20 +174,20 @@ class PlanStack:
             frame = self._frames.pop()
             try:
                 if frame.is_async:
-                    await frame.gen.aclose()  # type: ignore[union-attr]
+                    await frame.gen.aclose()
                 else:
-                    frame.gen.close()  # type: ignore[union-attr]
+                    frame.gen.close()
             except Exception:
                 pass
 
     async def _dispatch(self, item: Any) -> Any:
         if is_plan(item):
-            self._frames.append(_Frame(item))  # pyright: ignore[reportUnknownArgumentType]
+            self._frames.append(_Frame(item))
             return await self.send(None)
         if type(item) is Return:
             self._frames[-1].returned = item.value
             return await self.send(None)
-        if isinstance(item, tuple) and hasattr(item, "command"):
+        if is_message(item):
             return item  # a bluesky Msg, or another Msg-shaped namedtuple
         frame = self._frames[-1]
         return await self.throw(

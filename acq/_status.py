@@ -110,7 +110,10 @@ class StatusGroups:
         self._groups.clear()
 
     async def wait(
-        self, group: Hashable, timeout: float | None = None, error_on_timeout: bool = True
+        self,
+        group: Hashable,
+        timeout: float | None = None,  # noqa: ASYNC109 -- the 'wait' message's own
+        error_on_timeout: bool = True,
     ) -> None:
         """Wait for every status of ``group``; raise the first failure.
 

@@ -23,8 +23,15 @@ class _DemoMotor:
         self.position = 0.0
 
     def describe(self) -> dict[str, Any]:
-        return {self.name: {"source": "demo://motor", "dtype": "number", "shape": [],
-                            "units": "mm", "precision": 3}}
+        return {
+            self.name: {
+                "source": "demo://motor",
+                "dtype": "number",
+                "shape": [],
+                "units": "mm",
+                "precision": 3,
+            }
+        }
 
     def read(self) -> dict[str, Any]:
         return {self.name: {"value": self.position, "timestamp": time.time()}}
@@ -49,8 +56,15 @@ class _DemoDetector:
         self.value = 0.0
 
     def describe(self) -> dict[str, Any]:
-        return {self.name: {"source": "demo://det", "dtype": "number", "shape": [],
-                            "units": "counts", "precision": 4}}
+        return {
+            self.name: {
+                "source": "demo://det",
+                "dtype": "number",
+                "shape": [],
+                "units": "counts",
+                "precision": 4,
+            }
+        }
 
     def trigger(self) -> None:
         x = self.motor.position
@@ -68,8 +82,14 @@ async def _demo_scan(
     det: _DemoDetector, motor: _DemoMotor, start: float, stop: float, num: int
 ) -> AsyncGenerator[Msg, Any]:
     step = (stop - start) / (num - 1) if num > 1 else 0.0
-    yield Msg("open_run", plan_name="demo_scan", detectors=[det.name], motors=[motor.name],
-              num_points=num, hints={"dimensions": [([motor.name], "primary")]})
+    yield Msg(
+        "open_run",
+        plan_name="demo_scan",
+        detectors=[det.name],
+        motors=[motor.name],
+        num_points=num,
+        hints={"dimensions": [([motor.name], "primary")]},
+    )
     for i in range(num):
         yield Msg("checkpoint")
         yield Msg("set", motor, start + i * step, group="move")
@@ -106,8 +126,10 @@ class _Table:
         elif name == "stop":
             print("+------+-----------+" + "+".join(["------------"] * len(self.keys)) + "+")
             duration = doc["time"] - self.start.get("time", doc["time"])
-            print(f"exit_status={doc['exit_status']}  events={doc.get('num_events')}  "
-                  f"duration={duration:.3f} s")
+            print(
+                f"exit_status={doc['exit_status']}  events={doc.get('num_events')}  "
+                f"duration={duration:.3f} s"
+            )
 
 
 async def _demo(num: int) -> int:

@@ -19,7 +19,7 @@ def checker() -> Iterator[DocChecker]:
 
 
 @pytest.fixture
-def RE(checker: DocChecker) -> RunEngine:  # noqa: N802 -- the name every bluesky user knows
+def RE(checker: DocChecker) -> RunEngine:
     """A fresh RunEngine whose documents all go through ``checker``."""
     engine = RunEngine()
     engine.subscribe(checker, thread=False)

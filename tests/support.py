@@ -74,8 +74,13 @@ class Signal:
     def describe(self) -> dict[str, Any]:
         dtype = "number" if isinstance(self.value, int | float) else "string"
         return {
-            self.name: {"source": f"mem://{self.name}", "dtype": dtype, "shape": [],
-                        "units": self.units, "precision": 3}
+            self.name: {
+                "source": f"mem://{self.name}",
+                "dtype": dtype,
+                "shape": [],
+                "units": self.units,
+                "precision": 3,
+            }
         }
 
     def read(self) -> dict[str, Any]:
@@ -158,7 +163,7 @@ class DocChecker:
         self.docs.append((name, doc))
         try:
             event_model.schema_validators[DocumentNames[name]].validate(doc)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.problems.append(f"{name} fails event-model's schema: {exc}")
         if name == "start":
             self._open.add(doc["uid"])

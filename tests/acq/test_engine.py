@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import bluesky.plans as bp
 import bluesky.plan_stubs as bps_bluesky
+import bluesky.plans as bp
 import pytest
 from bluesky.utils import Msg as BlueskyMsg
 from support import AsyncSignal, DocChecker, Signal
@@ -173,9 +173,7 @@ async def test_a_list_of_messages_is_a_plan(RE: RunEngine, checker: DocChecker) 
         (42, "not a plan"),
     ],
 )
-async def test_something_that_is_not_a_plan_is_refused_clearly(
-    not_a_plan: Any, words: str
-) -> None:
+async def test_something_that_is_not_a_plan_is_refused_clearly(not_a_plan: Any, words: str) -> None:
     RE = RunEngine()
     try:
         with pytest.raises(PlanError, match=words):

@@ -1,0 +1,131 @@
+"""The package's shape: one namespace, the public API, the core's import rules, CI = README."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import acq
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PUBLIC_API = {
+    "RunEngine",
+    "Msg",
+    "Return",
+    "Plan",
+    "RunResult",
+    "State",
+    "Subscription",
+    "CallbackError",
+    "PersistentDict",
+    "AcqError",
+    "AcqInternalError",
+    "DeviceError",
+    "FailedStatus",
+    "IllegalMessageSequence",
+    "MetadataError",
+    "PlanError",
+    "RunEngineInterrupted",
+    "StateError",
+    "SubscriberError",
+    "UnknownCommandError",
+    "WaitTimeoutError",
+}
+
+
+def test_public_api_is_pinned() -> None:
+    assert set(acq.__all__) == PUBLIC_API
+    for name in acq.__all__:
+        assert getattr(acq, name) is not None
+
+
+@pytest.mark.parametrize("name", ["acq.devices", "acq.plans", "acq.callbacks"])
+def test_subpackages_import_under_the_acq_namespace(name: str) -> None:
+    module = __import__(name, fromlist=["_"])
+    folder = name.split(".")[1]
+    assert Path(module.__file__).parent == ROOT / folder
+
+
+@pytest.mark.parametrize("name", ["devices", "plans", "callbacks"])
+def test_nothing_named_like_a_subpackage_is_importable_on_its_own(
+    name: str, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", f"import {name}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "ModuleNotFoundError" in result.stderr
+
+
+def _core_modules() -> list[Path]:
+    return sorted((ROOT / "acq").glob("*.py"))
+
+
+FORBIDDEN_IN_CORE = (
+    "acq.devices",
+    "acq.plans",
+    "acq.callbacks",
+    "ophyd_async",
+    "bluesky.run_engine",
+    "bluesky.bundlers",
+    "bluesky.utils",
+)
+
+
+@pytest.mark.parametrize("path", _core_modules(), ids=lambda p: p.name)
+def test_engine_core_imports_no_devices_plans_callbacks_or_ophyd_async(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    imported: list[str] = []
+    for node in ast.walk(tree):  # lazy imports inside functions count too
+        if isinstance(node, ast.Import):
+            imported += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            imported.append(node.module)
+        elif isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            imported.append(f"acq.{node.module}")
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value.startswith(FORBIDDEN_IN_CORE)
+        ):
+            imported.append(node.value)  # importlib.import_module("acq.devices...")
+    bad = [m for m in imported if m.startswith(FORBIDDEN_IN_CORE)]
+    assert not bad, f"{path.name} imports {bad}"
+
+
+def test_import_linter_contract_lists_every_core_module() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    contract = config["tool"]["importlinter"]["contracts"][0]
+    listed = set(contract["source_modules"])
+    present = {f"acq.{p.stem}" for p in _core_modules() if p.stem != "__init__"}
+    assert present == listed
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text().splitlines()
+    blocks = [i for i, line in enumerate(readme) if line.startswith("```bash")]
+    assert len(blocks) >= 2, "README must open with two commands (demo, tests)"
+    demo_command, test_command = readme[blocks[0] + 1], readme[blocks[1] + 1]
+    assert "acq demo" in demo_command
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert ci[-1] == test_command
+
+
+def test_demo_runs_and_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from acq.callbacks._cli import main
+
+    assert main(["demo", "--num", "3"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("|") and "seq" not in line]
+    assert len(rows) == 3
+    assert "exit_status=success" in out

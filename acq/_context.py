@@ -116,7 +116,7 @@ class PlanContext:
             validator=self.md_validator,
         )
         self.stash["scan_id"] = scan_id
-        run = RunBundler(doc, self.emit)
+        run = RunBundler(doc, self.emit, self._publish)
         self.runs[key] = run
         self.run_start_uids.append(doc["uid"])
         await self.emit("start", doc)

@@ -219,30 +219,39 @@ class _LoopWorker(_Worker):
 
 
 class _ThreadWorker(_Worker):
-    """A worker thread: for plain-function callbacks, so slow ones never block the loop."""
+    """A worker thread: for plain-function callbacks, so slow ones never block the loop.
+
+    The queue is a ``SimpleQueue`` (a lock-free C put); its bound is kept with two
+    counters, each written by one thread only: documents put (loop) and taken (worker).
+    """
 
     def __init__(self, sub: Subscription, errors: list[CallbackError]) -> None:
         super().__init__(sub, errors)
-        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=sub.maxsize)
+        self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._put = 0
+        self._taken = 0
         self._thread = threading.Thread(
             target=self._run, name=f"acq subscriber {sub.label}", daemon=True
         )
         self._thread.start()
 
     def put_nowait(self, item: tuple[str, dict[str, Any]]) -> bool:
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
+        if self._put - self._taken >= self.sub.maxsize:
             return False
+        self._put += 1
+        self._queue.put(item)
         return True
 
     async def put(self, item: tuple[str, dict[str, Any]]) -> None:
-        if self.put_nowait(item):
-            return
-        if self.sub.overflow == "drop":
-            self.dropped += 1
-            return
-        await asyncio.to_thread(self._queue.put, item)
+        delay = 0.0005
+        while not self.put_nowait(item):
+            if self.sub.overflow == "drop":
+                self.dropped += 1
+                return
+            if not self._thread.is_alive():
+                return
+            await asyncio.sleep(delay)  # rare: the subscriber is maxsize documents behind
+            delay = min(delay * 2, 0.05)
 
     def _run(self) -> None:
         callback = self.sub.callback
@@ -257,17 +266,18 @@ class _ThreadWorker(_Worker):
                 continue
             try:
                 callback(name, doc)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 -- reported, never breaks the plan
                 self._loop.call_soon_threadsafe(self._report, name, exc)
+            self._taken += 1
 
     async def drain(self) -> None:
         done: asyncio.Future[None] = self._loop.create_future()
-        await self.put(("", done))  # pyright: ignore[reportArgumentType]
+        self._queue.put(("", done))  # markers do not count against the bound
         await done
 
     async def close(self) -> None:
         finished = threading.Event()
-        await self.put(("", finished))  # pyright: ignore[reportArgumentType]
+        self._queue.put(("", finished))
         await asyncio.to_thread(self._thread.join)
 
 

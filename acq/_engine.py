@@ -17,6 +17,7 @@ from ._dispatch import Callback, Dispatcher, Overflow, Subscription, make_subscr
 from ._documents import call_maybe_async
 from ._errors import StateError, UnknownCommandError
 from ._handlers import HANDLERS, Handler
+from ._msg import Msg
 from ._plan import PlanFinished, PlanStack, as_plan, plan_name
 from ._result import RunResult
 from ._state import State, transition
@@ -189,12 +190,29 @@ class RunEngine:
     async def _drive(self, ctx: PlanContext, stack: PlanStack) -> Any:
         """Send each response into the plan and handle the message it yields next."""
         handlers = self._handlers
+        frames = stack.frames
         reply: Any = None
         error: BaseException | None = None
         cancelled: asyncio.CancelledError | None = None
         while True:
             try:
-                msg = await (stack.send(reply) if error is None else stack.throw(error))
+                if error is None:
+                    # the fast path: the active plan, sent its reply directly
+                    frame = frames[-1]
+                    try:
+                        if frame.is_async:
+                            msg = await frame.gen.asend(reply)
+                        else:
+                            msg = frame.gen.send(reply)
+                    except (StopIteration, StopAsyncIteration) as stop:
+                        msg = await stack.pop(stop)
+                    except BaseException as exc:  # noqa: BLE001 -- goes to the parent plan
+                        msg = await stack.raise_in_parent(exc)
+                    else:
+                        if type(msg) is not Msg:
+                            msg = await stack.dispatch(msg)
+                else:
+                    msg = await stack.throw(error)
             except PlanFinished as finished:
                 if cancelled is not None:
                     raise cancelled from None

@@ -132,6 +132,11 @@ class PlanStack:
         self._frames = [_Frame(plan)]
 
     @property
+    def frames(self) -> list[_Frame]:
+        """The plans, outermost first (the engine's fast path reads the last one)."""
+        return self._frames
+
+    @property
     def depth(self) -> int:
         """How many plans are on the stack."""
         return len(self._frames)
@@ -145,12 +150,12 @@ class PlanStack:
             else:
                 item = frame.gen.send(value)
         except (StopIteration, StopAsyncIteration) as stop:
-            return await self._pop(stop)
+            return await self.pop(stop)
         except BaseException as exc:
-            return await self._raise_in_parent(exc)
+            return await self.raise_in_parent(exc)
         if type(item) is Msg:
             return item
-        return await self._dispatch(item)
+        return await self.dispatch(item)
 
     async def throw(self, exc: BaseException) -> Any:
         """Raise ``exc`` in the active plan at its ``yield``; return the next message."""
@@ -161,12 +166,12 @@ class PlanStack:
             else:
                 item = frame.gen.throw(exc)
         except (StopIteration, StopAsyncIteration) as stop:
-            return await self._pop(stop)
+            return await self.pop(stop)
         except BaseException as raised:
-            return await self._raise_in_parent(raised)
+            return await self.raise_in_parent(raised)
         if type(item) is Msg:
             return item
-        return await self._dispatch(item)
+        return await self.dispatch(item)
 
     async def close(self) -> None:
         """Close every plan on the stack, innermost first (used by halt)."""
@@ -180,7 +185,8 @@ class PlanStack:
             except Exception:
                 pass
 
-    async def _dispatch(self, item: Any) -> Any:
+    async def dispatch(self, item: Any) -> Any:
+        """Handle a yielded item that is not an ``acq.Msg``; return the next message."""
         if is_plan(item):
             self._frames.append(_Frame(item))
             return await self.send(None)
@@ -197,7 +203,8 @@ class PlanStack:
             )
         )
 
-    async def _pop(self, stop: StopIteration | StopAsyncIteration) -> Any:
+    async def pop(self, stop: StopIteration | StopAsyncIteration) -> Any:
+        """The active plan ended: send its result to its parent; return the next message."""
         frame = self._frames.pop()
         result = frame.returned
         if result is _NO_RETURN:
@@ -206,7 +213,8 @@ class PlanStack:
             raise PlanFinished(result)
         return await self.send(result)
 
-    async def _raise_in_parent(self, exc: BaseException) -> Any:
+    async def raise_in_parent(self, exc: BaseException) -> Any:
+        """The active plan raised: throw ``exc`` into its parent (or out of the stack)."""
         self._frames.pop()
         if not self._frames:
             raise exc

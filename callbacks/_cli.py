@@ -1,86 +1,24 @@
-"""The ``acq`` command line: ``acq demo`` runs a scan on the embedded defaults."""
+"""The ``acq`` command line: ``acq demo`` runs a scan on the simulated beamline."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import time
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
+
+from acq.devices.sim import sim_beamline
 
 from acq import Msg, RunEngine
 
 __all__ = ["main"]
 
 
-class _DemoMotor:
-    """An in-memory motor: moves instantly (until the simulated beamline replaces it)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.parent = None
-        self.position = 0.0
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            self.name: {
-                "source": "demo://motor",
-                "dtype": "number",
-                "shape": [],
-                "units": "mm",
-                "precision": 3,
-            }
-        }
-
-    def read(self) -> dict[str, Any]:
-        return {self.name: {"value": self.position, "timestamp": time.time()}}
-
-    def set(self, value: float) -> None:
-        self.position = float(value)
-
-    @property
-    def hints(self) -> dict[str, Any]:
-        return {"fields": [self.name]}
-
-
-class _DemoDetector:
-    """A Gaussian peak over the motor position (reference/003's SynGauss)."""
-
-    def __init__(self, name: str, motor: _DemoMotor, center: float = 0.0, sigma: float = 1.0):
-        self.name = name
-        self.parent = None
-        self.motor = motor
-        self.center = center
-        self.sigma = sigma
-        self.value = 0.0
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            self.name: {
-                "source": "demo://det",
-                "dtype": "number",
-                "shape": [],
-                "units": "counts",
-                "precision": 4,
-            }
-        }
-
-    def trigger(self) -> None:
-        x = self.motor.position
-        self.value = math.exp(-((x - self.center) ** 2) / (2 * self.sigma**2))
-
-    def read(self) -> dict[str, Any]:
-        return {self.name: {"value": self.value, "timestamp": time.time()}}
-
-    @property
-    def hints(self) -> dict[str, Any]:
-        return {"fields": [self.name]}
-
-
 async def _demo_scan(
-    det: _DemoDetector, motor: _DemoMotor, start: float, stop: float, num: int
+    det: Any, motor: Any, start: float, stop: float, num: int
 ) -> AsyncGenerator[Msg, Any]:
+    """A step scan, written out message by message (acq.plans.scan will replace it)."""
     step = (stop - start) / (num - 1) if num > 1 else 0.0
     yield Msg(
         "open_run",
@@ -134,9 +72,10 @@ class _Table:
 
 async def _demo(num: int) -> int:
     RE = RunEngine()
-    motor = _DemoMotor("motor")
-    det = _DemoDetector("det", motor)
-    result = await RE(_demo_scan(det, motor, -3.0, 3.0, num), _Table(), purpose="demo")
+    beamline = await sim_beamline(velocity=50.0, acquire_time=0.01, seed=0)
+    result = await RE(
+        _demo_scan(beamline.det, beamline.x, -3.0, 3.0, num), _Table(), purpose="demo"
+    )
     return 0 if result.exit_status == "success" else 1
 
 

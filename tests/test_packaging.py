@@ -129,3 +129,14 @@ def test_demo_runs_and_prints_a_table(capsys: pytest.CaptureFixture[str]) -> Non
     rows = [line for line in out.splitlines() if line.startswith("|") and "seq" not in line]
     assert len(rows) == 3
     assert "exit_status=success" in out
+
+
+def test_every_subpackage_folder_is_listed_for_installation() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    found = {"acq"}
+    for name, folder in config["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            found.add(".".join((name, *rel)))
+    assert found == listed

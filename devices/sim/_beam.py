@@ -12,8 +12,9 @@ helpers to script beam events in tests: :meth:`~BeamCurrent.dump`,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from ophyd_async.core import (
@@ -62,6 +63,7 @@ class BeamCurrent(SignalRW[float]):
             raise ValueError(f"update_period must be > 0, got {update_period}")
         super().__init__(SoftSignalBackend(float, nominal, units, 3), name=name)
         self.nominal = nominal
+        self._units = units
         self._update_period = update_period
 
     @AsyncStatus.wrap
@@ -93,7 +95,7 @@ class BeamCurrent(SignalRW[float]):
             current = initial + (to - initial) * fraction
             await self.set(current)
             yield WatcherUpdate(
-                name=self.name, current=current, initial=initial, target=to, unit="mA"
+                name=self.name, current=current, initial=initial, target=to, unit=self._units
             )
             if fraction >= 1.0:
                 return
@@ -113,13 +115,27 @@ class _ShutterMoveLogic(MovableLogic[ShutterState]):
 
     readback_set: Callable[[ShutterState], None]
     transit_time: SignalRW[float]
+    # Set by stop() or a newer move. The transit waits on it rather than relying on
+    # task cancellation alone, which is lost if it lands while a signal put completes.
+    _interrupted: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+
+    async def stop(self) -> None:
+        """Abandon the transit: the shutter stays in (and commands) its current state."""
+        self._interrupted.set()
+        await self.setpoint.set(await self.readback.get_value())
 
     async def move(self, new_position: ShutterState, timeout: TimeoutCalculator) -> None:  # noqa: ASYNC109
         """Command the new state and report it once the blades have travelled."""
+        self._interrupted.set()
+        self._interrupted = interrupted = asyncio.Event()
         new_position = ShutterState(new_position)
         await self.setpoint.set(new_position)
-        await asyncio.sleep(await self.transit_time.get_value())
-        self.readback_set(new_position)
+        transit_time = await self.transit_time.get_value()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(transit_time):
+                await interrupted.wait()
+        if not interrupted.is_set():
+            self.readback_set(new_position)
 
     async def get_units_precision(self) -> tuple[str | None, int | None]:
         """A state has no units or precision."""

@@ -111,7 +111,9 @@ class _MotorMoveLogic(MovableLogic[float]):
     high_limit_travel: SignalRW[float]
     update_period: float
     motor_name: Callable[[], str]
-    # Bumped by every move, so a move superseded by a newer one stops publishing.
+    # Bumped by every move and stop: a move superseded by a newer one (or stopped)
+    # stops publishing. Polled, because task cancellation alone is lost if it lands
+    # while a signal put is completing.
     _generation: int = field(default=0, init=False)
 
     async def stop(self) -> None:

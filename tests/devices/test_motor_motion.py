@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from acq.devices.sim import Motor, MotorLimitsError
 from bluesky.protocols import Reading
 from ophyd_async.core import observe_value
-
-from acq.devices.sim import Motor, MotorLimitsError
 
 
 class Recorder:
@@ -85,7 +84,7 @@ async def test_instant_motor_arrives_without_intermediate_values(
 
 
 async def test_stop_mid_move_leaves_readback_short_of_target_and_fails_status() -> None:
-    motor = await make_motor(velocity=5.0)
+    motor = await make_motor(velocity=2.0)
     status = motor.set(1.0)
     async for value in observe_value(motor.user_readback):
         if value > 0.1:
@@ -101,7 +100,7 @@ async def test_stop_mid_move_leaves_readback_short_of_target_and_fails_status() 
 
 
 async def test_stop_with_success_completes_status_where_it_stopped() -> None:
-    motor = await make_motor(velocity=5.0)
+    motor = await make_motor(velocity=2.0)
     status = motor.set(-1.0)
     async for value in observe_value(motor.user_readback):
         if value < -0.1:

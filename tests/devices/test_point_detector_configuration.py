@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from bluesky.protocols import Configurable, Readable, Triggerable
-
 from acq.devices.sim import EdgeDetector, Gaussian2DDetector, GaussianDetector, Motor, Noise
+from bluesky.protocols import Configurable, Readable, Triggerable
 
 
 async def test_configuration_holds_exposure_and_model_parameters() -> None:
@@ -45,9 +44,7 @@ async def test_reading_is_keyed_by_the_detector_name_and_hinted() -> None:
     assert list(await det.read()) == ["det2d"]
     assert list(await det.describe()) == ["det2d"]
     assert det.hints == {"fields": ["det2d"]}
-    assert {"det2d-center_x", "det2d-sigma_y", "det2d-Imax"} <= set(
-        await det.read_configuration()
-    )
+    assert {"det2d-center_x", "det2d-sigma_y", "det2d-Imax"} <= set(await det.read_configuration())
 
 
 def test_detectors_follow_the_bluesky_protocols() -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from ophyd_async.sim import SimMotor
-
 from acq.devices.sim import EdgeDetector, Gaussian2DDetector, GaussianDetector, Motor
+from ophyd_async.sim import SimMotor
 
 
 async def connected_motor(name: str, position: float = 0.0) -> Motor:

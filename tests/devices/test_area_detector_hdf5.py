@@ -1,0 +1,146 @@
+"""The area detector's HDF5 file agrees with its Stream Resource / Stream Datum."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import h5py
+import numpy as np
+import pytest
+from acq.devices.sim import AreaDetector, Motor
+from ophyd_async.core import TriggerInfo
+
+SHAPE = (12, 16)
+
+
+def h5_files(directory: Path) -> list[Path]:
+    return list(directory.glob("*.h5"))
+
+
+async def make_detector(directory: Path) -> tuple[AreaDetector, Motor, Motor]:
+    x, y = Motor("x", instant=True), Motor("y", instant=True)
+    det = AreaDetector(directory, x, y, acquire_time=0.005, shape=SHAPE, name="adet")
+    await asyncio.gather(x.connect(), y.connect(), det.connect())
+    return det, x, y
+
+
+async def asset_docs(det: AreaDetector) -> list[tuple[str, Any]]:
+    return [(name, doc) async for name, doc in det.collect_asset_docs()]
+
+
+def file_of(resource: dict[str, Any]) -> Path:
+    return Path(urlparse(resource["uri"]).path)
+
+
+async def test_frames_in_file_match_stream_datum_indices(tmp_path: Path) -> None:
+    det, x, _ = await make_detector(tmp_path)
+    await det.stage()
+    docs: list[tuple[str, Any]] = []
+    for position in (-1.0, 0.0, 1.0):
+        await x.set(position)
+        await det.trigger()
+        docs += await asset_docs(det)
+    await det.unstage()
+
+    resources = {doc["uid"]: doc for name, doc in docs if name == "stream_resource"}
+    assert sorted(r["data_key"] for r in resources.values()) == ["adet", "adet-sum"]
+    datums: dict[str, list[dict[str, int]]] = defaultdict(list)
+    for name, doc in docs:
+        if name == "stream_datum":
+            datums[doc["stream_resource"]].append(doc["indices"])
+    assert set(datums) == set(resources)
+    for indices in datums.values():
+        # One datum per trigger, contiguous from 0.
+        assert indices == [
+            {"start": 0, "stop": 1},
+            {"start": 1, "stop": 2},
+            {"start": 2, "stop": 3},
+        ]
+
+    (path,) = {file_of(r) for r in resources.values()}
+    assert path.parent == tmp_path
+    with h5py.File(path, "r") as f:
+        for resource in resources.values():
+            dataset = f[resource["parameters"]["dataset"]]
+            assert isinstance(dataset, h5py.Dataset)
+            stop = max(i["stop"] for i in datums[resource["uid"]])
+            assert dataset.shape[0] == stop == 3
+            if resource["data_key"] == "adet":
+                assert dataset.shape == (3, *SHAPE)
+                assert dataset.dtype == np.uint8
+                frames = dataset[()]
+            else:
+                assert dataset.shape == (3,)
+                sums = dataset[()]
+        np.testing.assert_array_equal(frames.reshape(3, -1).sum(axis=1), sums)
+
+
+async def test_describe_matches_the_stream_resources(tmp_path: Path) -> None:
+    det, _, _ = await make_detector(tmp_path)
+    await det.stage()
+    await det.trigger()
+    described = await det.describe()
+    assert described["adet"]["shape"] == [1, *SHAPE]
+    assert described["adet"]["external"] == "STREAM:"
+    assert described["adet-sum"]["shape"] == [1]
+    assert await det.read() == {}  # all data is external
+    assert det.hints == {"fields": ["adet-sum"]}
+    config = await det.read_configuration()
+    assert config["adet-acquire_time"]["value"] == 0.005
+    await det.unstage()
+
+
+async def test_fly_scan_writes_the_prepared_number_of_frames(tmp_path: Path) -> None:
+    det, _, _ = await make_detector(tmp_path)
+    await det.stage()
+    await det.prepare(TriggerInfo(number_of_events=4, livetime=0.002))
+    await det.kickoff()
+    await det.complete()
+    docs = await asset_docs(det)
+    await det.unstage()
+    datums = [doc for name, doc in docs if name == "stream_datum"]
+    assert {(d["indices"]["start"], d["indices"]["stop"]) for d in datums} == {(0, 4)}
+    (resource, *_) = [doc for name, doc in docs if name == "stream_resource"]
+    with h5py.File(file_of(resource), "r") as f:
+        dataset = f["/entry/data/data"]
+        assert isinstance(dataset, h5py.Dataset)
+        assert dataset.shape == (4, *SHAPE)
+    assert (await det.read_configuration())["adet-acquire_time"]["value"] == 0.002
+
+
+async def test_each_stage_writes_a_new_file(tmp_path: Path) -> None:
+    det, _, _ = await make_detector(tmp_path)
+    uris = set()
+    for _ in range(2):
+        await det.stage()
+        await det.trigger()
+        uris |= {doc["uri"] for name, doc in await asset_docs(det) if name == "stream_resource"}
+        await det.unstage()
+    assert len(uris) == 2
+    assert len(h5_files(tmp_path)) == 2
+
+
+async def test_frame_brightness_depends_on_motor_positions(tmp_path: Path) -> None:
+    det, x, y = await make_detector(tmp_path)
+    await det.acquire_time.set(0.05)  # bright enough for integer pixels to differ
+    await det.stage()
+    for position in (0.0, 1.5):
+        await asyncio.gather(x.set(position), y.set(position))
+        await det.trigger()
+    docs = await asset_docs(det)
+    await det.unstage()
+    (path,) = {file_of(doc) for name, doc in docs if name == "stream_resource"}
+    with h5py.File(path, "r") as f:
+        sums = f["/entry/sum"]
+        assert isinstance(sums, h5py.Dataset)
+        first, second = sums[()]
+    assert first != second
+
+
+def test_acquire_time_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="acquire_time"):
+        AreaDetector(tmp_path, acquire_time=0.0)

@@ -13,6 +13,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("lint-imports")
+    session.run("bash", ".ci/pyright-tree", external=True)
     session.run("pyright")
 
 

@@ -197,7 +197,7 @@ class _LoopWorker(_Worker):
                     await callback(name, doc)
                 else:
                     callback(name, doc)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 -- reported, never breaks the plan
                 self._report(name, exc)
             if not is_async and len(q) > 0:
                 await asyncio.sleep(0)  # let the plan run between quick callbacks

@@ -24,6 +24,7 @@ replay after a rewind never repeats one): unique like uuid4, at a fraction of th
 
 from __future__ import annotations
 
+import copy
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
@@ -78,6 +79,9 @@ def validate_document(name: str, doc: Mapping[str, Any]) -> None:
         raise AcqInternalError(f"acq tried to emit a document of unknown kind {name!r}")
     if name == "event_page":
         doc = _page_projection(doc)
+    elif name not in ("event", "stop"):
+        # event-model's models with extra keys rewrite nested dicts in place: check a copy
+        doc = copy.deepcopy(doc)
     try:
         model.model_validate(doc)
     except ValidationError as err:
@@ -120,6 +124,9 @@ async def iterate_maybe_async(items: Any) -> AsyncIterator[Any]:
     else:
         for item in items:
             yield item
+
+
+_NO_CONFIGURATION: Mapping[str, Any] = {"data": {}, "timestamps": {}, "data_keys": {}}
 
 
 class _ObjInfo:
@@ -294,8 +301,10 @@ class RunBundler:
             stream.checked = True
 
     # -- descriptors --------------------------------------------------------------------
-    async def _learn(self, obj: Any) -> _ObjInfo:
-        info = _ObjInfo(obj, await _describe(obj), await _configuration(obj))
+    async def _learn(self, obj: Any, collect: bool = False) -> _ObjInfo:
+        info = _ObjInfo(obj, await _describe(obj, collect), await _configuration(obj))
+        if collect:
+            return info  # describe_collect() keys are the stream's; read() keys stay unknown
         self._infos[id(obj)] = info
         return info
 
@@ -339,8 +348,7 @@ class RunBundler:
                 owner[key] = info.name
             data_keys.update(keys)
             object_keys[info.name] = list(keys)
-            if info.config is not None:
-                configuration[info.name] = info.config
+            configuration[info.name] = info.config or _NO_CONFIGURATION
             if info.hints is not None:
                 hints[info.name] = info.hints
         doc: dict[str, Any] = {
@@ -370,11 +378,13 @@ class RunBundler:
         infos: list[_ObjInfo] = []
         keys_by_obj: dict[int, dict[str, Any]] = {}
         for obj in objs:
-            info = self._infos.get(id(obj))
-            if info is None or info.obj is not obj:
-                info = await self._learn(obj)
             if collect:
-                keys_by_obj[id(obj)] = _flat_collect_keys(await _describe(obj, collect=True), name)
+                info = await self._learn(obj, collect=True)
+                keys_by_obj[id(obj)] = _flat_collect_keys(info.data_keys, name)
+            else:
+                info = self._infos.get(id(obj))
+                if info is None or info.obj is not obj:
+                    info = await self._learn(obj)
             infos.append(info)
         if collect:
             self._declared[frozenset(id(o) for o in (i.obj for i in infos))] = name

@@ -231,7 +231,7 @@ class RunEngine:
             except asyncio.CancelledError as exc:
                 cancelled = exc
                 error = exc
-            except Exception as exc:  # the plan may catch it
+            except Exception as exc:  # noqa: BLE001 -- thrown into the plan, which may catch it
                 exc.add_note(f"acq: raised by {_describe(msg)}")
                 error = exc
 

@@ -18,6 +18,7 @@ the run is emitted; then ``RE.md_validator`` runs, then event-model's RunStart m
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.metadata
 import platform
@@ -61,6 +62,8 @@ def next_scan_id(stash: Mapping[str, Any]) -> int:
 
 def _plain(value: Any, path: str) -> Any:
     """``value`` as plain JSON-able data; MetadataError naming ``path`` if impossible."""
+    if type(value).__module__ == "numpy":  # numpy scalars (np.float64 is a float) and arrays
+        return _plain(value.tolist(), path)
     if value is None or isinstance(value, str | bool | int | float):
         return value
     if isinstance(value, Mapping):
@@ -72,9 +75,6 @@ def _plain(value: Any, path: str) -> Any:
         return out
     if isinstance(value, list | tuple):
         return [_plain(v, f"{path}[{i}]") for i, v in enumerate(cast(list[Any], value))]
-    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays
-    if callable(tolist) and type(value).__module__ == "numpy":
-        return _plain(tolist(), path)
     raise MetadataError(
         f"metadata {path!r} is a {type(value).__name__} ({value!r}); metadata values must be "
         "strings, numbers, booleans, None, lists/tuples or (nested) dicts"
@@ -137,7 +137,7 @@ def build_start(
     doc["uid"] = uid
     doc["time"] = time
     try:
-        em.RunStart.model_validate(doc)
+        em.RunStart.model_validate(copy.deepcopy(doc))  # the model rewrites nested dicts
     except ValidationError as err:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()

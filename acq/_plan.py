@@ -151,7 +151,7 @@ class PlanStack:
                 item = frame.gen.send(value)
         except (StopIteration, StopAsyncIteration) as stop:
             return await self.pop(stop)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 -- thrown into the parent plan, as yield from does
             return await self.raise_in_parent(exc)
         if type(item) is Msg:
             return item
@@ -167,7 +167,7 @@ class PlanStack:
                 item = frame.gen.throw(exc)
         except (StopIteration, StopAsyncIteration) as stop:
             return await self.pop(stop)
-        except BaseException as raised:
+        except BaseException as raised:  # noqa: BLE001 -- thrown into the parent plan, as yield from does
             return await self.raise_in_parent(raised)
         if type(item) is Msg:
             return item
@@ -182,7 +182,7 @@ class PlanStack:
                     await frame.gen.aclose()
                 else:
                     frame.gen.close()
-            except Exception:
+            except Exception:  # noqa: BLE001 -- a plan that refuses to close is abandoned
                 pass
 
     async def dispatch(self, item: Any) -> Any:

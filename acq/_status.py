@@ -50,7 +50,7 @@ def status_exception(status: Any) -> BaseException | None:
             exc = exc_getter(0)
         except TypeError:
             exc = exc_getter()
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 -- the status's own failure
             exc = err
     return exc if isinstance(exc, BaseException) else FailedStatus(f"{status!r} failed")
 

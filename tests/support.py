@@ -7,6 +7,7 @@ both forms of every device method are exercised.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections import Counter, defaultdict
@@ -146,6 +147,12 @@ class Detector(Signal):
         return [self]
 
 
+def _numpy_to_list(value: Any) -> Any:
+    if type(value).__module__ == "numpy":
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} {value!r} is not JSON data")
+
+
 class DocChecker:
     """A subscriber that checks every document against event-model's JSON schema and the
     engine's ordering rules; ``problems`` lists every violation seen."""
@@ -161,6 +168,10 @@ class DocChecker:
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
         self.docs.append((name, doc))
+        try:
+            json.dumps(doc, default=_numpy_to_list)
+        except TypeError as exc:
+            self.problems.append(f"{name} is not plain data (JSON): {exc}")
         try:
             event_model.schema_validators[DocumentNames[name]].validate(doc)
         except Exception as exc:  # noqa: BLE001 -- recorded as a problem

@@ -15,7 +15,7 @@ from ._context import PlanContext
 from ._dispatch import make_subscription
 from ._documents import call_maybe_async
 from ._errors import DeviceError, IllegalMessageSequence, PlanError
-from ._status import device_name
+from ._status import as_status, device_name
 
 __all__ = ["HANDLERS", "Handler"]
 
@@ -35,9 +35,14 @@ def _method(msg: Any, name: str, protocol: str) -> Callable[..., Any]:
     return method
 
 
+_NO_KWARGS: Mapping[str, Any] = {}
+
+
 def _split_group(kwargs: Mapping[str, Any]) -> tuple[Any, Mapping[str, Any]]:
     if "group" not in kwargs:
         return None, kwargs
+    if len(kwargs) == 1:  # the usual case: only group=
+        return kwargs["group"], _NO_KWARGS
     return kwargs["group"], {k: v for k, v in kwargs.items() if k != "group"}
 
 
@@ -72,8 +77,8 @@ async def drop(ctx: PlanContext, msg: Any) -> None:
 
 async def read(ctx: PlanContext, msg: Any) -> Any:
     """Read a device; inside a bundle, the reading joins the next Event."""
-    reading = _method(msg, "read", "Readable")()
-    if hasattr(reading, "__await__"):
+    reading: Any = _method(msg, "read", "Readable")()
+    if type(reading) is not dict and hasattr(reading, "__await__"):
         reading = await reading
     run = ctx.runs.get(msg.run)
     if run is not None and run.bundling:
@@ -124,7 +129,7 @@ async def set_(ctx: PlanContext, msg: Any) -> Any:
     """``Msg('set', obj, value, group=...)``: start a move; reply with its status."""
     method = _method(msg, "set", "Movable")
     group, kwargs = _split_group(msg.kwargs)
-    status = method(*msg.args, **kwargs)
+    status = as_status(method(*msg.args, **kwargs))
     ctx.moved[id(msg.obj)] = msg.obj
     ctx.groups.add(group, "set", msg.obj, status)
     return status
@@ -134,7 +139,7 @@ async def trigger(ctx: PlanContext, msg: Any) -> Any:
     """``Msg('trigger', obj, group=...)``: start an acquisition; reply with its status."""
     method = _method(msg, "trigger", "Triggerable")
     group, kwargs = _split_group(msg.kwargs)
-    status = method(*msg.args, **kwargs)
+    status = as_status(method(*msg.args, **kwargs))
     ctx.groups.add(group, "trigger", msg.obj, status)
     return status
 
@@ -142,9 +147,7 @@ async def trigger(ctx: PlanContext, msg: Any) -> Any:
 async def _status_command(ctx: PlanContext, msg: Any, name: str, protocol: str) -> Any:
     method = _method(msg, name, protocol)
     group, kwargs = _split_group(msg.kwargs)
-    status = method(*msg.args, **kwargs)
-    if hasattr(status, "__await__") and not hasattr(status, "done"):
-        status = asyncio.ensure_future(status)  # a bare coroutine: run it as a task
+    status = as_status(method(*msg.args, **kwargs))
     ctx.groups.add(group, name, msg.obj, status)
     return status
 

@@ -15,11 +15,19 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Hashable
-from typing import Any
+from types import CoroutineType
+from typing import Any, cast
 
 from ._errors import FailedStatus, WaitTimeoutError
 
-__all__ = ["StatusGroups", "await_status", "device_name", "status_exception", "status_future"]
+__all__ = [
+    "StatusGroups",
+    "as_status",
+    "await_status",
+    "device_name",
+    "status_exception",
+    "status_future",
+]
 
 
 def device_name(obj: object) -> str:
@@ -33,10 +41,26 @@ def _is_done(status: Any) -> bool:
     return bool(done() if callable(done) else done)
 
 
+def _future_of(status: Any) -> asyncio.Future[Any] | None:
+    """The asyncio future behind a status: the status itself, or its ``task``."""
+    if isinstance(status, asyncio.Future):
+        return cast("asyncio.Future[Any]", status)
+    task = getattr(status, "task", None)
+    return cast("asyncio.Future[Any]", task) if isinstance(task, asyncio.Future) else None
+
+
+def as_status(result: Any) -> Any:
+    """What a device method returned, as a status: a bare coroutine becomes a task."""
+    if type(result) is CoroutineType:
+        coroutine: CoroutineType[Any, Any, Any] = result
+        return asyncio.ensure_future(coroutine)
+    return result
+
+
 def status_exception(status: Any) -> BaseException | None:
     """The failure of a finished status, or None if it succeeded."""
-    task = getattr(status, "task", None)
-    if isinstance(task, asyncio.Future):
+    task = _future_of(status)
+    if task is not None:
         if task.cancelled():
             return asyncio.CancelledError()
         return task.exception()
@@ -57,9 +81,9 @@ def status_exception(status: Any) -> BaseException | None:
 
 def status_future(status: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
     """A future that finishes when ``status`` does; it never cancels the status itself."""
-    task = getattr(status, "task", None)
-    if isinstance(task, asyncio.Future):
-        return task  # pyright: ignore[reportUnknownVariableType]
+    task = _future_of(status)
+    if task is not None:
+        return task
     fut: asyncio.Future[Any] = loop.create_future()
     loop_thread = threading.get_ident()
 
@@ -93,6 +117,11 @@ class StatusGroups:
         """
         if status is None:
             return
+        try:  # the protocol's attributes: one read each for a finished status
+            if status.done is True and status.success is True:
+                return
+        except AttributeError:
+            pass
         if _is_done(status) and status_exception(status) is None:
             return
         entries = self._groups.get(group)

@@ -1,0 +1,31 @@
+"""The benchmark runs end to end at a tiny N (a smoke test: no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from .__main__ import main
+
+pytestmark = pytest.mark.bench
+
+
+def test_quick_benchmark_writes_a_positive_row_per_case_for_both_engines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "bench-results.json"
+    assert main(["--quick", "--output", str(output)]) == 0
+
+    rows = {row["name"]: row for row in json.loads(output.read_text())["rows"]}
+    assert set(rows) == {"null", "count", "scan"}
+    for row in rows.values():
+        assert row["n"] > 0
+        for key in ("acq_us", "bluesky_us", "ratio"):
+            assert math.isfinite(row[key]), (key, row)
+            assert row[key] > 0, (key, row)
+    table = capsys.readouterr().out
+    assert "bluesky/acq" in table
+    assert f"wrote {output}" in table

@@ -78,7 +78,7 @@ async def drop(ctx: PlanContext, msg: Any) -> None:
 async def read(ctx: PlanContext, msg: Any) -> Any:
     """Read a device; inside a bundle, the reading joins the next Event."""
     reading: Any = _method(msg, "read", "Readable")()
-    if type(reading) is not dict and hasattr(reading, "__await__"):
+    if reading.__class__ is not dict and hasattr(reading, "__await__"):
         reading = await reading
     run = ctx.runs.get(msg.run)
     if run is not None and run.bundling:

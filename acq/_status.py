@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Hashable
+from collections.abc import Coroutine, Hashable
 from types import CoroutineType
 from typing import Any, cast
 
@@ -52,8 +52,7 @@ def _future_of(status: Any) -> asyncio.Future[Any] | None:
 def as_status(result: Any) -> Any:
     """What a device method returned, as a status: a bare coroutine becomes a task."""
     if type(result) is CoroutineType:
-        coroutine: CoroutineType[Any, Any, Any] = result
-        return asyncio.ensure_future(coroutine)
+        return asyncio.ensure_future(cast(Coroutine[Any, Any, Any], result))
     return result
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from ._dispatch import Dispatcher
 from ._documents import RunBundler, call_maybe_async, validate_document
-from ._errors import IllegalMessageSequence
+from ._errors import IllegalMessageSequence, SubscriberError
 from ._metadata import build_start, library_versions
 from ._status import StatusGroups, await_status, device_name
 from ._uid import new_uid
@@ -34,9 +35,14 @@ class _Monitor:
         self.queue: asyncio.Queue[Mapping[str, Any] | None] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
         self.stream: Any = None
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
 
     def callback(self, reading: Mapping[str, Any]) -> None:
-        self.queue.put_nowait(reading)
+        if threading.get_ident() == self._thread:
+            self.queue.put_nowait(reading)
+        else:  # ophyd v1 / pyepics call back from their own threads
+            self._loop.call_soon_threadsafe(self.queue.put_nowait, reading)
 
     async def pump(self) -> None:
         while True:
@@ -71,16 +77,26 @@ class PlanContext:
         self.moved: dict[int, Any] = {}
         self.monitors: dict[int, _Monitor] = {}
         self.plan_tokens: list[int] = []
+        self.touched: dict[int, Any] = {}  # devices set/triggered/kicked off/staged
         self.rewindable = True
         self.checkpoint_count = 0
+        # rewind: messages handled since the last checkpoint, replayed on resume
+        self.replay: list[Any] = []
+        self.has_checkpoint = False
+        self.bundle_marks: dict[Hashable, int] = {}
         self.validate = validate_document
+        self.critical_failure: SubscriberError | None = None
         self._publish = dispatcher.publish
 
     # -- documents --------------------------------------------------------------------------
     async def emit(self, name: str, doc: dict[str, Any]) -> None:
         """Validate ``doc`` and hand it to the subscribers."""
         self.validate(name, doc)
-        await self._publish(name, doc)
+        try:
+            await self._publish(name, doc)
+        except SubscriberError as exc:
+            self.critical_failure = exc  # sticky: the run fails even if the plan catches it
+            raise
 
     def run_for(self, msg: Any, command: str) -> RunBundler:
         """The open run a message addresses (by its ``run`` key).
@@ -123,8 +139,14 @@ class PlanContext:
         return doc["uid"]
 
     async def close_run(self, key: Hashable, exit_status: str, reason: str) -> str:
-        """Emit the Stop of the run under ``key`` (stopping its monitors first)."""
+        """Emit the Stop of the run under ``key`` (stopping its monitors first).
+
+        After a critical subscriber failed, the run cannot be a success, whatever the plan
+        says: the storage is missing documents.
+        """
         run = self.runs[key]
+        if self.critical_failure is not None and exit_status == "success":
+            exit_status, reason = "fail", f"{self.critical_failure}"
         for token, monitor in list(self.monitors.items()):
             if monitor.run is run:
                 await self.stop_monitor(token)
@@ -156,13 +178,93 @@ class PlanContext:
             if monitor.task is not None:
                 await monitor.task
 
+    # -- checkpoints and interruptions ---------------------------------------------------
+    @property
+    def recording(self) -> bool:
+        """True when handled messages are kept for a replay (a checkpoint exists)."""
+        return self.has_checkpoint and self.rewindable
+
+    def checkpoint(self) -> None:
+        """A point to rewind to: forget the messages before it."""
+        self.replay.clear()
+        self.bundle_marks.clear()
+        self.has_checkpoint = True
+        self.checkpoint_count += 1
+
+    def clear_checkpoint(self) -> None:
+        """From here on the plan cannot be rewound (until the next checkpoint)."""
+        self.replay.clear()
+        self.bundle_marks.clear()
+        self.has_checkpoint = False
+
+    def mark_bundle(self, key: Hashable) -> None:
+        """``create`` for run ``key``: where its bundle starts in the replay list."""
+        if self.recording:
+            self.bundle_marks[key] = len(self.replay)
+
+    def forget_bundle(self, key: Hashable) -> None:
+        """``save``/``drop``: a finished bundle is never replayed (its event stands)."""
+        mark = self.bundle_marks.pop(key, None)
+        if mark is not None:
+            del self.replay[mark:]
+
+    async def stop_movers(self) -> list[BaseException]:
+        """Call ``stop(success=False)`` on every device the plan has set; errors returned."""
+        problems: list[BaseException] = []
+        for obj in list(self.moved.values()) + [
+            o for o in self.touched.values() if callable(getattr(o, "kickoff", None))
+        ]:
+            stop = getattr(obj, "stop", None)
+            if not callable(stop):
+                continue
+            try:
+                try:
+                    await await_status(stop(success=False))
+                except TypeError:
+                    await await_status(stop())
+            except Exception as exc:
+                exc.add_note(f"acq: stopping {device_name(obj)} failed")
+                logger.exception("stopping %s failed", device_name(obj))
+                problems.append(exc)
+        self.groups.clear()
+        return problems
+
+    async def call_each(self, method: str) -> None:
+        """Call ``method()`` (``pause``/``resume``) on every touched device that has it."""
+        for obj in list(self.touched.values()):
+            func = getattr(obj, method, None)
+            if callable(func):
+                try:
+                    await await_status(func())
+                except Exception:
+                    logger.exception("%s of %s failed", method, device_name(obj))
+
+    async def suspend_monitors(self) -> None:
+        """Stop listening to monitored signals (while paused)."""
+        for monitor in self.monitors.values():
+            await call_maybe_async(monitor.obj.clear_sub, monitor.callback)
+
+    async def restore_monitors(self) -> None:
+        """Listen again to monitored signals (on resume)."""
+        for monitor in self.monitors.values():
+            await call_maybe_async(monitor.obj.subscribe, monitor.callback)
+
+    def drop_bundles(self) -> None:
+        """Discard every open bundle (a replay makes them again)."""
+        for run in self.runs.values():
+            if run.bundling:
+                run.drop()
+
     # -- the end ---------------------------------------------------------------------------
     async def cleanup(self, exit_status: str, reason: str) -> list[BaseException]:
-        """Leave nothing behind: monitors, staged devices, open runs, plan subscriptions.
+        """Leave nothing behind: movers, monitors, staged devices, open runs, subscriptions.
 
-        Every step runs even if an earlier one fails; failures are returned (and logged).
+        Devices the plan moved are stopped unless it succeeded. Every step runs even if an
+        earlier one fails; failures are returned (and logged).
         """
         problems: list[BaseException] = []
+        if exit_status != "success":
+            problems += await self.stop_movers()
 
         async def attempt(what: str, step: Callable[[], Any]) -> None:
             try:

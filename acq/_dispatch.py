@@ -149,7 +149,7 @@ class _LoopWorker(_Worker):
         super().__init__(sub, errors)
         self._queue: deque[tuple[str, dict[str, Any]]] = deque()
         self._wakeup: asyncio.Future[None] | None = None
-        self._room: asyncio.Future[None] | None = None
+        self._room: list[asyncio.Future[None]] = []
         self._idle: asyncio.Future[None] | None = None
         self._busy = False
         self._task = asyncio.create_task(self._run(), name=f"acq subscriber {sub.label}")
@@ -170,8 +170,9 @@ class _LoopWorker(_Worker):
                 return
             if self._task.done():
                 return
-            self._room = self._loop.create_future()
-            await self._room
+            room: asyncio.Future[None] = self._loop.create_future()
+            self._room.append(room)
+            await room
 
     async def _run(self) -> None:
         callback = self.sub.callback
@@ -188,8 +189,11 @@ class _LoopWorker(_Worker):
                 continue
             self._busy = True
             name, doc = q.popleft()
-            if self._room is not None and not self._room.done():
-                self._room.set_result(None)
+            if self._room:
+                for room in self._room:
+                    if not room.done():
+                        room.set_result(None)
+                self._room.clear()
             if doc is _STOP:
                 return
             try:
@@ -375,14 +379,25 @@ class Dispatcher:
 
     # -- publishing ---------------------------------------------------------------------
     async def publish(self, name: str, doc: dict[str, Any]) -> None:
-        """Hand ``doc`` to every subscriber of ``name``; critical ones are awaited."""
+        """Hand ``doc`` to every subscriber of ``name``; critical ones are awaited.
+
+        Raises:
+            SubscriberError: a critical subscriber failed (after every other subscriber
+                was given the document).
+        """
+        failure: SubscriberError | None = None
         for sub in self._critical:
             if sub.wants(name):
-                await self._call_critical(sub, name, doc)
+                try:
+                    await self._call_critical(sub, name, doc)
+                except SubscriberError as exc:
+                    failure = failure or exc
         item = (name, doc)
         for worker in self._by_name[name]:
             if not worker.put_nowait(item):
                 await worker.put(item)
+        if failure is not None:
+            raise failure
 
     async def _call_critical(self, sub: Subscription, name: str, doc: dict[str, Any]) -> None:
         try:

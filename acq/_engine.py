@@ -1,8 +1,14 @@
 """The RunEngine: runs plans on the caller's own event loop.
 
 ``result = await RE(plan, **md)`` drives the plan in the awaiting task itself: no thread,
-no private loop, no task per message. The loop that drives a plan is :meth:`RunEngine._drive`;
-the handlers it calls are in ``_handlers.py``, the per-call state in ``_context.py``.
+no private loop, no task per message. :meth:`RunEngine._drive` is the loop that drives a
+plan; the handlers it calls are in ``_handlers.py``, the per-call state in
+``_context.py``, interruptions (pause, suspend, stop, abort, halt, Ctrl-C) in
+``_interrupt.py`` and :meth:`RunEngine._interrupt`.
+
+A paused plan stays with the engine (``RE.state is State.PAUSED``) until
+``await RE.resume()`` rewinds it to its last checkpoint, replays the messages since, and
+drives it on -- or ``RE.stop()``, ``RE.abort()``, ``RE.halt()`` end it.
 """
 
 from __future__ import annotations
@@ -15,8 +21,16 @@ from typing import Any, cast
 from ._context import PlanContext
 from ._dispatch import Callback, Dispatcher, Overflow, Subscription, make_subscription
 from ._documents import call_maybe_async
-from ._errors import StateError, UnknownCommandError
+from ._errors import (
+    RequestAbort,
+    RequestStop,
+    RunAborted,
+    RunEngineInterrupted,
+    StateError,
+    UnknownCommandError,
+)
 from ._handlers import HANDLERS, Handler
+from ._interrupt import NOT_INTERRUPTIBLE, REPLAY_SKIP, Request, SigintHandler, Suspension
 from ._msg import Msg
 from ._plan import PlanFinished, PlanStack, as_plan, plan_name
 from ._result import RunResult
@@ -27,6 +41,32 @@ __all__ = ["RunEngine"]
 
 logger = logging.getLogger("acq.engine")
 
+_YIELD_EVERY = 128  # messages between two chances for other tasks (Ctrl-C, subscribers)
+
+
+class _Paused(Exception):
+    """Raised inside the engine to leave the drive loop with the plan kept."""
+
+
+class _Halted(Exception):
+    """Raised inside the engine to abandon the plan without its cleanup."""
+
+
+class _Call:
+    """One ``RE(...)`` call: its plan and context, kept across a pause."""
+
+    def __init__(self, ctx: PlanContext, stack: PlanStack, tokens: list[int]) -> None:
+        self.ctx = ctx
+        self.stack = stack
+        self.tokens = tokens
+        self.pending: Any = None  # a message to handle before asking the plan again
+        self.reply: Any = None
+        self.error: BaseException | None = None
+        self.ending: Request | None = None  # STOP or ABORT once thrown into the plan
+        self.reason = ""
+        self.rewind = False  # replay the checkpoint's messages when driving resumes
+        self.done: asyncio.Future[RunResult] = asyncio.get_running_loop().create_future()
+
 
 class RunEngine:
     """Executes plans and turns what they measure into documents.
@@ -36,6 +76,8 @@ class RunEngine:
             e.g. a :class:`~acq.PersistentDict`. A new dict if omitted.
         md_validator: called with the final metadata before each run opens; raise to
             refuse the run.
+        handle_sigint: take Ctrl-C while a plan runs (main thread only): the first asks
+            for a deferred pause, a second within 10 s for a pause now.
 
     Example:
         >>> RE = RunEngine()
@@ -47,13 +89,22 @@ class RunEngine:
         md: MutableMapping[str, Any] | None = None,
         *,
         md_validator: Callable[[dict[str, Any]], Any] | None = None,
+        handle_sigint: bool = True,
     ) -> None:
         self.md: MutableMapping[str, Any] = {} if md is None else md
         self.md_validator = md_validator
         self._dispatcher = Dispatcher()
         self._handlers: dict[str, Handler] = dict(HANDLERS)
+        self._handlers["pause"] = self._pause_message
         self._state = State.IDLE
         self._state_observers: list[Callable[[State, State], Any]] = []
+        self._call: _Call | None = None
+        self._request: Request | None = None
+        self._suspension: Suspension | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._current: Any = None  # the message being handled, if any
+        self._interrupting = False  # we cancelled our own task to cut a message short
+        self._sigint = SigintHandler(self.request_pause) if handle_sigint else None
 
     # -- state --------------------------------------------------------------------------
     @property
@@ -63,6 +114,8 @@ class RunEngine:
 
     def _set_state(self, new: State) -> None:
         old = self._state
+        if old is new:
+            return
         self._state = transition(old, new)
         for observer in self._state_observers:
             try:
@@ -140,16 +193,21 @@ class RunEngine:
             **md: metadata for every run of this plan (highest precedence).
 
         Raises:
-            StateError: the engine is already running a plan.
+            StateError: the engine is already running (or holding a paused) plan.
+            RunEngineInterrupted: the plan was paused; resume, stop, abort or halt it.
+            RunAborted: the plan was aborted or halted.
             Exception: whatever failed the plan, after every open run got its Stop.
         """
         if self._state is not State.IDLE:
+            what = "holding a paused plan" if self._state is State.PAUSED else "running a plan"
             raise StateError(
-                f"this RunEngine is {self._state.value}: it runs one plan at a time; await "
-                "the running plan, or make another RunEngine for concurrent plans"
+                f"this RunEngine is {what} ({self._state.value}): it runs one plan at a time; "
+                "await the running plan (or resume/stop/abort the paused one), or make "
+                "another RunEngine for concurrent plans"
             )
         root = as_plan(plan)
-        call_tokens = [self._dispatcher.subscribe(s) for s in _call_subscriptions(subscriptions)]
+        subs = _call_subscriptions(subscriptions)
+        tokens = [self._dispatcher.subscribe(s) for s in subs]
         ctx = PlanContext(
             dispatcher=self._dispatcher,
             stash=self.md,
@@ -157,66 +215,248 @@ class RunEngine:
             call_md=md,
             inferred={"plan_type": type(root).__name__, "plan_name": plan_name(root)},
         )
-        self._set_state(State.RUNNING)
-        self._dispatcher.start()
-        try:
-            return await self._run(ctx, PlanStack(root))
-        finally:
-            for token in call_tokens:
-                self._dispatcher.unsubscribe_nowait(token)
-            await self._dispatcher.finish()
-            self._set_state(State.IDLE)
+        self._call = _Call(ctx, PlanStack(root), tokens)
+        self._request = None
+        return await self._execute(self._call)
 
-    async def _run(self, ctx: PlanContext, stack: PlanStack) -> RunResult:
+    async def resume(self) -> RunResult:
+        """Go on with a paused plan: rewind to its last checkpoint, replay, drive on.
+
+        Raises:
+            StateError: nothing is paused.
+        """
+        call = self._paused_call("resume")
+        call.rewind = True
+        return await self._execute(call)
+
+    def request_pause(self, defer: bool = False) -> None:
+        """Ask the running plan to pause: now, or at its next checkpoint (``defer``).
+
+        A plain method: safe from signal handlers, callbacks and other tasks.
+        """
+        if self._state not in (State.RUNNING, State.SUSPENDING):
+            return
+        self._ask(Request.PAUSE_DEFERRED if defer else Request.PAUSE_NOW)
+
+    def request_suspend(
+        self,
+        ready: Callable[[], Any],
+        *,
+        justification: str = "",
+        pre_plan: Callable[[], Any] | None = None,
+        post_plan: Callable[[], Any] | None = None,
+    ) -> None:
+        """Suspend the running plan until ``ready()`` (awaitable) finishes (suspenders).
+
+        The movers are stopped, ``pre_plan()`` runs, then ``ready()`` is awaited,
+        ``post_plan()`` runs, and the plan is rewound to its last checkpoint and replayed.
+        """
+        if self._state is not State.RUNNING:
+            return
+        self._suspension = Suspension(ready, justification, pre_plan, post_plan)
+        self._ask(Request.SUSPEND)
+
+    def stop(self) -> asyncio.Future[RunResult]:
+        """End the plan, letting it clean up; its runs end with exit_status 'success'."""
+        return self._end(Request.STOP, "stopped by RE.stop()")
+
+    def abort(self, reason: str = "") -> asyncio.Future[RunResult]:
+        """End the plan, letting it clean up; its runs end with exit_status 'abort'."""
+        return self._end(Request.ABORT, reason or "aborted by RE.abort()")
+
+    def halt(self) -> asyncio.Future[RunResult]:
+        """End the plan at once, without its cleanup; runs end with exit_status 'abort'."""
+        return self._end(Request.HALT, "halted by RE.halt(): the plan's cleanup did not run")
+
+    # -- the life of a call ---------------------------------------------------------------
+    def _paused_call(self, what: str) -> _Call:
+        if self._state is not State.PAUSED or self._call is None:
+            raise StateError(f"cannot {what}: the RunEngine is {self._state.value}, not paused")
+        return self._call
+
+    def _ask(self, request: Request) -> None:
+        """Record a request; cut the message in flight short if the request says so."""
+        if self._request is not None and self._request.value >= request.value:
+            return  # something at least as urgent is already on its way
+        self._request = request
+        current, task = self._current, self._task
+        if (
+            request.interrupts
+            and current is not None
+            and task is not None
+            and not task.done()
+            and current.command not in NOT_INTERRUPTIBLE
+            and not self._interrupting
+        ):
+            self._interrupting = True
+            task.cancel(msg="acq: interrupted by a request")
+
+    def _end(self, request: Request, reason: str) -> asyncio.Future[RunResult]:
+        call = self._call
+        if call is None or self._state is State.IDLE:
+            raise StateError(f"nothing to end: the RunEngine is {self._state.value}")
+        call.reason = reason
+        if self._state is State.PAUSED:
+            if request is Request.HALT:
+                self._set_state(State.HALTING)
+                self._request = Request.HALT  # _drive sees it before touching the plan
+            else:
+                call.ending = request
+                call.pending, call.error = None, _thrown(request, reason)
+                self._set_state(State.STOPPING if request is Request.STOP else State.ABORTING)
+            task = asyncio.ensure_future(self._finish_paused(call))
+            task.add_done_callback(_retrieve)
+            return call.done
+        self._ask(request)
+        return call.done
+
+    async def _finish_paused(self, call: _Call) -> RunResult:
         try:
-            plan_result = await self._drive(ctx, stack)
+            return await self._execute(call)
+        except (RunAborted, RunEngineInterrupted):
+            return await call.done
+
+    async def _execute(self, call: _Call) -> RunResult:
+        """Drive ``call``'s plan until it ends or pauses."""
+        if self._state in (State.IDLE, State.PAUSED):
+            self._set_state(State.RUNNING)
+        self._task = asyncio.current_task()
+        self._dispatcher.start()
+        sigint = self._sigint is not None and self._sigint.install()
+        paused = False
+        try:
+            return await self._run(call)
+        except _Paused:
+            paused = True
+            raise RunEngineInterrupted(
+                f"the plan is paused ({call.reason}); its runs stay open. Continue with "
+                "'await RE.resume()', or end it with RE.stop(), RE.abort() or RE.halt()"
+            ) from None
+        finally:
+            if sigint and self._sigint is not None:
+                self._sigint.remove()
+            self._task = None
+            self._interrupting = False
+            if not paused:
+                for token in call.tokens:
+                    self._dispatcher.unsubscribe_nowait(token)
+            await self._dispatcher.finish()
+            if paused:
+                self._set_state(State.PAUSED)
+            else:
+                self._call = None
+                self._request = None
+                self._set_state(State.IDLE)
+                if not call.done.done():
+                    call.done.cancel()
+
+    async def _run(self, call: _Call) -> RunResult:
+        ctx = call.ctx
+        try:
+            plan_result = await self._drive(call)
+        except _Paused:
+            raise
+        except _Halted:
+            await call.stack.close()
+            await ctx.cleanup("abort", call.reason)
+            result = self._result(call, "abort", call.reason)
+            raise RunAborted(f"the plan was halted: {call.reason}", result) from None
         except asyncio.CancelledError:
-            await ctx.cleanup("abort", "the task awaiting the RunEngine was cancelled")
+            reason = "the task awaiting the RunEngine was cancelled"
+            await ctx.cleanup("abort", reason)
+            self._result(call, "abort", reason)
             raise
+        except RequestStop:
+            return await self._close(call, "success", call.reason, None)
+        except RequestAbort:
+            await ctx.cleanup("abort", call.reason)
+            result = self._result(call, "abort", call.reason)
+            raise RunAborted(f"the plan was aborted: {call.reason}", result) from None
         except BaseException as exc:
-            await ctx.cleanup("fail", _reason(exc))
+            reason = _reason(exc)
+            await ctx.cleanup("fail", reason)
+            self._result(call, "fail", reason)
             raise
-        problems = await ctx.cleanup("success", "")
+        if ctx.critical_failure is not None:  # the plan caught it; the run fails anyway
+            reason = _reason(ctx.critical_failure)
+            await ctx.cleanup("fail", reason)
+            self._result(call, "fail", reason)
+            raise ctx.critical_failure
+        if call.ending is Request.ABORT:  # the plan swallowed the abort
+            await ctx.cleanup("abort", call.reason)
+            result = self._result(call, "abort", call.reason)
+            raise RunAborted(f"the plan was aborted: {call.reason}", result)
+        status, reason = (
+            ("success", call.reason) if call.ending is Request.STOP else ("success", "")
+        )
+        return await self._close(call, status, reason, plan_result)
+
+    async def _close(self, call: _Call, status: str, reason: str, plan_result: Any) -> RunResult:
+        problems = await call.ctx.cleanup(status, reason)
         if problems:
+            self._result(call, "fail", _reason(problems[0]))
             raise problems[0]
-        return RunResult(
-            run_start_uids=tuple(ctx.run_start_uids),
-            exit_status="success",
+        return self._result(call, "success", reason, plan_result)
+
+    def _result(
+        self, call: _Call, exit_status: str, reason: str, plan_result: Any = None
+    ) -> RunResult:
+        """The call's result, also given to whoever awaits ``RE.stop()``/``abort()``."""
+        result = RunResult(
+            run_start_uids=tuple(call.ctx.run_start_uids),
+            exit_status=cast(Any, exit_status),
+            reason=reason,
             plan_result=plan_result,
-            callback_errors=tuple(self._dispatcher.errors),
+            callback_errors=self._dispatcher.errors,  # filled until the workers drain
             dropped=self._dispatcher.dropped,
         )
+        if not call.done.done():
+            call.done.set_result(result)
+        return result
 
-    async def _drive(self, ctx: PlanContext, stack: PlanStack) -> Any:
+    # -- the drive loop -------------------------------------------------------------------
+    async def _drive(self, call: _Call) -> Any:
         """Send each response into the plan and handle the message it yields next."""
+        ctx, stack = call.ctx, call.stack
         handlers = self._handlers
         frames = stack.frames
-        reply: Any = None
-        error: BaseException | None = None
-        cancelled: asyncio.CancelledError | None = None
+        replay = ctx.replay
+        if self._request is Request.HALT:
+            raise _Halted()
+        reply, error, msg = call.reply, call.error, call.pending
+        call.error = call.pending = None
+        if call.rewind:
+            call.rewind = False
+            error = await self._rewind(call) or error
+        countdown = _YIELD_EVERY
         while True:
-            try:
-                if error is None:
-                    # the fast path: the active plan, sent its reply directly
-                    frame = frames[-1]
-                    try:
-                        if frame.is_async:
-                            msg = await frame.gen.asend(reply)
+            if msg is None:
+                try:
+                    if error is None:
+                        # the fast path: the active plan, sent its reply directly
+                        frame = frames[-1]
+                        try:
+                            if frame.is_async:
+                                msg = await frame.gen.asend(reply)
+                            else:
+                                msg = frame.gen.send(reply)
+                        except (StopIteration, StopAsyncIteration) as stop:
+                            msg = await stack.pop(stop)
+                        except BaseException as exc:  # noqa: BLE001 -- to the parent plan
+                            msg = await stack.raise_in_parent(exc)
                         else:
-                            msg = frame.gen.send(reply)
-                    except (StopIteration, StopAsyncIteration) as stop:
-                        msg = await stack.pop(stop)
-                    except BaseException as exc:  # noqa: BLE001 -- goes to the parent plan
-                        msg = await stack.raise_in_parent(exc)
+                            if type(msg) is not Msg:
+                                msg = await stack.dispatch(msg)
                     else:
-                        if type(msg) is not Msg:
-                            msg = await stack.dispatch(msg)
-                else:
-                    msg = await stack.throw(error)
-            except PlanFinished as finished:
-                if cancelled is not None:
-                    raise cancelled from None
-                return finished.result
+                        msg = await stack.throw(error)
+                except PlanFinished as finished:
+                    return finished.result
+                error = None
+            if self._request is not None:
+                error = await self._interrupt(call, msg, reply)
+                if error is not None:
+                    msg = None
+                    continue
             try:
                 handler = handlers[msg.command]
             except KeyError:
@@ -224,16 +464,151 @@ class RunEngine:
                     f"unknown command {msg.command!r} in {msg!r}; known commands: "
                     f"{', '.join(sorted(handlers))} (register new ones with RE.register_command)"
                 )
+                msg = None
                 continue
+            self._current = msg
             try:
                 reply = await handler(ctx, msg)
-                error = None
             except asyncio.CancelledError as exc:
-                cancelled = exc
-                error = exc
+                self._current = None
+                if not self._interrupting:
+                    error, msg = exc, None  # cancelled from outside: an abort
+                    continue
+                self._interrupting = False
+                cast(asyncio.Task[Any], self._task).uncancel()
+                continue  # msg is still pending: the request decides what becomes of it
             except Exception as exc:  # noqa: BLE001 -- thrown into the plan, which may catch it
+                self._current = None
                 exc.add_note(f"acq: raised by {_describe(msg)}")
-                error = exc
+                error, msg = exc, None
+                continue
+            self._current = None
+            if ctx.recording and msg.command not in REPLAY_SKIP:
+                replay.append(msg)
+            if self._request is Request.PAUSE_DEFERRED and msg.command == "checkpoint":
+                call.reply, call.pending = reply, None
+                call.reason = "paused at a checkpoint, as requested"
+                await self._pause(call)
+            msg = None
+            countdown -= 1
+            if not countdown:
+                countdown = _YIELD_EVERY
+                await asyncio.sleep(0)  # let signal handlers and subscribers in
+
+    # -- interruptions ----------------------------------------------------------------------
+    async def _interrupt(self, call: _Call, msg: Any, reply: Any) -> BaseException | None:
+        """Act on a request before ``msg`` is handled; return an error for the plan."""
+        request = self._request
+        ctx = call.ctx
+        if request is Request.PAUSE_DEFERRED:
+            return None  # at the next checkpoint
+        self._request = None
+        if request is Request.HALT:
+            self._set_state(State.HALTING)
+            raise _Halted()
+        if request in (Request.STOP, Request.ABORT):
+            call.ending = request
+            self._set_state(State.STOPPING if request is Request.STOP else State.ABORTING)
+            return _thrown(request, call.reason)
+        if not ctx.recording and ctx.rewindable:
+            # nowhere to rewind to: a pause (or suspension) would lose the point in flight
+            call.ending = Request.ABORT
+            call.reason = (
+                f"a {'suspension' if request is Request.SUSPEND else 'pause'} was requested "
+                "while the plan had no checkpoint to resume from, so the plan was aborted"
+            )
+            self._set_state(State.ABORTING)
+            return _thrown(Request.ABORT, call.reason)
+        call.pending, call.reply = msg, reply
+        if request is Request.SUSPEND:
+            suspension = self._suspension
+            self._suspension = None
+            if suspension is not None:
+                await self._suspend(call, suspension)
+            call.pending = None
+            return None
+        call.reason = "paused now, as requested"
+        await self._pause(call)
+        return None  # not reached: _pause raises
+
+    async def _pause(self, call: _Call) -> None:
+        """Park the plan: stop movers, pause devices, quiet monitors; leave the loop."""
+        self._set_state(State.PAUSING)
+        self._request = None
+        await self._quiesce(call.ctx)
+        await call.ctx.call_each("pause")
+        raise _Paused()
+
+    async def _quiesce(self, ctx: PlanContext) -> None:
+        for problem in await ctx.stop_movers():
+            logger.warning("while pausing: %s", problem)
+        ctx.drop_bundles()
+        await ctx.suspend_monitors()
+
+    async def _suspend(self, call: _Call, suspension: Suspension) -> None:
+        """Wait, with the plan parked, until the suspender's condition clears."""
+        ctx = call.ctx
+        self._set_state(State.SUSPENDING)
+        logger.warning("suspending: %s", suspension.justification or "a suspender tripped")
+        await self._quiesce(ctx)
+        if suspension.pre_plan is not None:
+            await self._side_plan(ctx, suspension.pre_plan())
+        await suspension.ready()
+        if suspension.post_plan is not None:
+            await self._side_plan(ctx, suspension.post_plan())
+        await ctx.restore_monitors()
+        self._set_state(State.RUNNING)
+        pending = call.pending
+        error = await self._rewind(call)
+        if error is not None:
+            raise error
+        call.pending = pending
+
+    async def _side_plan(self, ctx: PlanContext, plan: Any) -> None:
+        """Run a suspender's pre/post plan with the paused plan's context (not replayed)."""
+        stack = PlanStack(as_plan(plan))
+        reply: Any = None
+        while True:
+            try:
+                msg = await stack.send(reply)
+            except PlanFinished:
+                return
+            reply = await self._handlers[msg.command](ctx, msg)
+
+    async def _rewind(self, call: _Call) -> BaseException | None:
+        """Resume: devices resume, monitors listen again, the checkpoint's messages replay."""
+        ctx = call.ctx
+        if self._state is not State.RUNNING:
+            self._set_state(State.RUNNING)
+        await ctx.call_each("resume")
+        await ctx.restore_monitors()
+        if not ctx.recording:
+            return None
+        messages = list(ctx.replay)
+        ctx.replay.clear()
+        ctx.bundle_marks.clear()
+        for msg in messages:
+            try:
+                await self._handlers[msg.command](ctx, msg)
+            except Exception as exc:  # noqa: BLE001 -- thrown into the plan
+                exc.add_note(f"acq: raised while replaying {_describe(msg)} after a rewind")
+                return exc
+            ctx.replay.append(msg)
+        return None
+
+    async def _pause_message(self, ctx: PlanContext, msg: Any) -> None:
+        """``Msg('pause', defer=False)``: the plan asks to be paused."""
+        defer = bool(msg.kwargs.get("defer", msg.args[0] if msg.args else False))
+        self._ask(Request.PAUSE_DEFERRED if defer else Request.PAUSE_NOW)
+
+
+def _thrown(request: Request, reason: str) -> BaseException:
+    return RequestStop(reason) if request is Request.STOP else RequestAbort(reason)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("ending a paused plan failed", exc_info=task.exception())
 
 
 def _describe(msg: Any) -> str:

@@ -14,6 +14,10 @@ raises :class:`AcqInternalError` instead, so it is never mistaken for bad input:
       + WaitTimeoutError      -- a wait group did not finish within its timeout
       + FailedStatus          -- a status reported failure
       + RunEngineInterrupted  -- the run was paused, not lost (see RE.resume())
+      + RunAborted            -- RE.abort()/RE.halt() ended the plan (exit_status 'abort')
+    * RequestStop, RequestAbort -- BaseExceptions thrown into a plan so that its cleanup
+                                   (finally) runs; a plain ``except Exception`` cannot
+                                   swallow them
     * AcqInternalError        -- a bug in acq; please report it
 
 Messages say what happened and what to do, naming the message, device, key or argument.
@@ -21,7 +25,12 @@ Messages say what happened and what to do, naming the message, device, key or ar
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
+    "RequestAbort",
+    "RequestStop",
+    "RunAborted",
     "AcqError",
     "AcqInternalError",
     "DeviceError",
@@ -79,6 +88,26 @@ class FailedStatus(AcqError):
 
 class RunEngineInterrupted(AcqError):
     """The plan was paused; the run is kept. Resume, stop or abort it."""
+
+
+class RunAborted(AcqError):
+    """The plan was aborted or halted; every open run got a Stop with exit_status 'abort'.
+
+    Attributes:
+        result: the :class:`~acq.RunResult` of the aborted call.
+    """
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class RequestStop(BaseException):
+    """Thrown into a plan by ``RE.stop()``: clean up and end; the runs count as success."""
+
+
+class RequestAbort(BaseException):
+    """Thrown into a plan by ``RE.abort()`` (or a cancellation): clean up and end."""
 
 
 class AcqInternalError(Exception):

@@ -56,6 +56,10 @@ async def close_run(ctx: PlanContext, msg: Any) -> str:
     """End a run with a Stop (``exit_status``/``reason`` keywords); reply with its uid."""
     ctx.run_for(msg, "close_run")
     exit_status = msg.kwargs.get("exit_status") or "success"
+    if exit_status not in ("success", "abort", "fail"):
+        raise PlanError(
+            f"'close_run' with exit_status={exit_status!r}: it must be 'success', 'abort' or 'fail'"
+        )
     return await ctx.close_run(msg.run, exit_status, msg.kwargs.get("reason") or "")
 
 
@@ -63,16 +67,19 @@ async def create(ctx: PlanContext, msg: Any) -> None:
     """Open an event bundle: ``Msg('create', name='primary')``."""
     name = msg.kwargs.get("name", msg.args[0] if msg.args else "primary")
     ctx.run_for(msg, "create").create(name)
+    ctx.mark_bundle(msg.run)
 
 
 async def save(ctx: PlanContext, msg: Any) -> None:
     """Emit the open bundle as an Event."""
     await ctx.run_for(msg, "save").save()
+    ctx.forget_bundle(msg.run)
 
 
 async def drop(ctx: PlanContext, msg: Any) -> None:
     """Discard the open bundle."""
     ctx.run_for(msg, "drop").drop()
+    ctx.forget_bundle(msg.run)
 
 
 async def read(ctx: PlanContext, msg: Any) -> Any:
@@ -130,7 +137,7 @@ async def set_(ctx: PlanContext, msg: Any) -> Any:
     method = _method(msg, "set", "Movable")
     group, kwargs = _split_group(msg.kwargs)
     status = as_status(method(*msg.args, **kwargs))
-    ctx.moved[id(msg.obj)] = msg.obj
+    ctx.moved[id(msg.obj)] = ctx.touched[id(msg.obj)] = msg.obj
     ctx.groups.add(group, "set", msg.obj, status)
     return status
 
@@ -140,6 +147,7 @@ async def trigger(ctx: PlanContext, msg: Any) -> Any:
     method = _method(msg, "trigger", "Triggerable")
     group, kwargs = _split_group(msg.kwargs)
     status = as_status(method(*msg.args, **kwargs))
+    ctx.touched[id(msg.obj)] = msg.obj
     ctx.groups.add(group, "trigger", msg.obj, status)
     return status
 
@@ -148,6 +156,7 @@ async def _status_command(ctx: PlanContext, msg: Any, name: str, protocol: str) 
     method = _method(msg, name, protocol)
     group, kwargs = _split_group(msg.kwargs)
     status = as_status(method(*msg.args, **kwargs))
+    ctx.touched[id(msg.obj)] = msg.obj
     ctx.groups.add(group, name, msg.obj, status)
     return status
 
@@ -196,6 +205,7 @@ async def stage(ctx: PlanContext, msg: Any) -> Any:
         return []
     if all(o is not msg.obj for o in ctx.staged):
         ctx.staged.append(msg.obj)  # before calling: a failed stage is still unstaged
+    ctx.touched[id(msg.obj)] = msg.obj
     result: Any = method()
     if _is_status(result):
         ctx.groups.add(msg.kwargs.get("group"), "stage", msg.obj, result)
@@ -227,6 +237,8 @@ async def stop(ctx: PlanContext, msg: Any) -> None:
 async def locate(ctx: PlanContext, msg: Any) -> Any:
     """``Msg('locate', *objs, squeeze=True)``: where devices are (setpoint and readback)."""
     objs = [msg.obj, *msg.args]
+    if msg.obj is None:
+        raise PlanError(f"'locate' needs a device as its obj, got None ({msg!r})")
     locations: list[Any] = []
     for obj in objs:
         method = getattr(obj, "locate", None)
@@ -290,17 +302,17 @@ async def checkpoint(ctx: PlanContext, msg: Any) -> None:
             raise IllegalMessageSequence(
                 "'checkpoint' inside an open bundle: save or drop it first"
             )
-    ctx.checkpoint_count += 1
+    ctx.checkpoint()
 
 
 async def clear_checkpoint(ctx: PlanContext, msg: Any) -> None:
     """Forget the last checkpoint: from here on the plan cannot be rewound."""
-    ctx.checkpoint_count = 0
+    ctx.clear_checkpoint()
 
 
 async def rewindable(ctx: PlanContext, msg: Any) -> bool:
     """``Msg('rewindable', None, flag)`` sets whether a resume may rewind; replies with it."""
-    if msg.args:
+    if msg.args and msg.args[0] is not None:  # None asks, as bluesky's rewindable_wrapper does
         ctx.rewindable = bool(msg.args[0])
     return ctx.rewindable
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,7 +28,7 @@ class RunResult:
     exit_status: Literal["success", "abort", "fail"]
     reason: str = ""
     plan_result: Any = None
-    callback_errors: tuple[CallbackError, ...] = ()
+    callback_errors: Sequence[CallbackError] = ()
     dropped: dict[str, int] = field(default_factory=dict[str, int])
 
     @property

@@ -167,9 +167,9 @@ class StatusGroups:
                         f"wait for group {group!r} timed out after {timeout} s; still "
                         f"waiting for: {names}"
                     )
-                for fut in futures:
-                    if fut.done() and fut not in not_done:
-                        _raise_if_failed(futures[fut])
+                for entry in entries:
+                    if _is_done(entry[2]):
+                        _raise_if_failed(entry)
                 return
         for entry in entries:
             _raise_if_failed(entry)
@@ -198,9 +198,11 @@ async def await_status(status: Any) -> None:
         await status
         return
     if isinstance(status, list | tuple):
-        for item in status:  # pyright: ignore[reportUnknownVariableType]
+        for item in cast(list[Any], status):
             await await_status(item)
         return
+    if not callable(getattr(status, "add_callback", None)):
+        return  # not a status (ophyd v1's unstage() returns the devices it unstaged)
     await status_future(status, asyncio.get_running_loop())
     exc = status_exception(status)
     if exc is not None:

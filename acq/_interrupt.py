@@ -1,0 +1,151 @@
+"""Interruptions: what the engine may be asked while a plan runs, and Ctrl-C.
+
+Requests (``RE.request_pause``, ``RE.stop``, ``RE.abort``, ``RE.halt``, a suspender's
+``RE.request_suspend``) are recorded on the engine and looked at once per message; a
+request that must not wait for the current message to finish (pause now, stop, abort,
+halt, suspend) also interrupts it, if it is one that may be interrupted (a ``wait``,
+``sleep``, a device call -- never one that is emitting documents).
+
+Ctrl-C: while ``await RE(...)`` runs in the main thread, SIGINT is the engine's: the
+first one asks for a deferred pause (at the next checkpoint), a second within 10 s for a
+pause now. The handler that was there before is put back when the call ends
+(``signal.signal``: ``loop.remove_signal_handler`` alone would leave Python's default,
+which kills a Jupyter kernel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "NOT_INTERRUPTIBLE",
+    "REPLAY_SKIP",
+    "Request",
+    "SigintHandler",
+    "Suspension",
+]
+
+logger = logging.getLogger("acq.engine")
+
+REPLAY_SKIP = frozenset(
+    {
+        "open_run",
+        "close_run",
+        "stage",
+        "unstage",
+        "subscribe",
+        "unsubscribe",
+        "monitor",
+        "unmonitor",
+        "checkpoint",
+        "clear_checkpoint",
+        "rewindable",
+        "pause",
+        "save",
+        "drop",
+        "declare_stream",
+        "install_suspender",
+        "remove_suspender",
+    }
+)
+"""Commands never replayed after a rewind (run structure, subscriptions, bookkeeping)."""
+
+NOT_INTERRUPTIBLE = frozenset(
+    {"open_run", "close_run", "create", "save", "drop", "collect", "declare_stream",
+     "checkpoint", "clear_checkpoint", "configure", "stage", "unstage"}
+)  # fmt: skip
+"""Commands a request waits for: they emit documents or change what a run records."""
+
+
+class Request(enum.Enum):
+    """What the engine has been asked to do, in increasing order of urgency."""
+
+    PAUSE_DEFERRED = 1
+    SUSPEND = 2
+    PAUSE_NOW = 3
+    STOP = 4
+    ABORT = 5
+    HALT = 6
+
+    @property
+    def interrupts(self) -> bool:
+        """Does this request cut short the message in flight?"""
+        return self is not Request.PAUSE_DEFERRED
+
+
+@dataclass
+class Suspension:
+    """A suspender's request: wait for ``ready``, with plans before and after."""
+
+    ready: Callable[[], Awaitable[Any]]
+    justification: str = ""
+    pre_plan: Callable[[], Any] | None = None
+    post_plan: Callable[[], Any] | None = None
+    tripped_at: float = field(default_factory=time.time)
+
+
+DOUBLE_TAP_SECONDS = 10.0
+
+
+class SigintHandler:
+    """Ctrl-C while a plan runs: first a deferred pause, a second within 10 s pauses now."""
+
+    def __init__(self, request_pause: Callable[[bool], Any]) -> None:
+        self._request_pause = request_pause
+        self._previous: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last = 0.0
+
+    def install(self) -> bool:
+        """Take SIGINT on the running loop, if this is the main thread; True if done."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        loop = asyncio.get_running_loop()
+        try:
+            previous = signal.getsignal(signal.SIGINT)
+            loop.add_signal_handler(signal.SIGINT, self._on_sigint)
+        except (NotImplementedError, RuntimeError, ValueError):
+            return False  # no signals here (Windows loop, or not the main thread)
+        self._previous = previous
+        self._loop = loop
+        self._last = 0.0
+        return True
+
+    def remove(self) -> None:
+        """Give SIGINT back to whoever had it before."""
+        if self._loop is None:
+            return
+        try:
+            self._loop.remove_signal_handler(signal.SIGINT)
+        finally:
+            previous = self._previous if self._previous is not None else signal.default_int_handler
+            signal.signal(signal.SIGINT, previous)
+            self._loop = None
+            self._previous = None
+
+    def _on_sigint(self) -> None:
+        now = time.monotonic()
+        if now - self._last < DOUBLE_TAP_SECONDS:
+            print(
+                "acq: pausing now (Ctrl-C twice). When the cell/command returns: "
+                "await RE.resume(), or RE.stop(), RE.abort(), RE.halt().",
+                file=sys.stderr,
+            )
+            self._request_pause(False)
+        else:
+            print(
+                "acq: a deferred pause was requested: the plan pauses at its next "
+                f"checkpoint. Press Ctrl-C again within {DOUBLE_TAP_SECONDS:.0f} s to pause now.",
+                file=sys.stderr,
+            )
+            self._request_pause(True)
+        self._last = now

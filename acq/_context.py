@@ -77,6 +77,7 @@ class PlanContext:
         self.moved: dict[int, Any] = {}
         self.monitors: dict[int, _Monitor] = {}
         self.plan_tokens: list[int] = []
+        self.plan_suspenders: list[Any] = []  # installed by Msg('install_suspender')
         self.touched: dict[int, Any] = {}  # devices set/triggered/kicked off/staged
         self.rewindable = True
         self.checkpoint_count = 0

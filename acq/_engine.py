@@ -96,6 +96,9 @@ class RunEngine:
         self._dispatcher = Dispatcher()
         self._handlers: dict[str, Handler] = dict(HANDLERS)
         self._handlers["pause"] = self._pause_message
+        self._handlers["install_suspender"] = self._install_suspender_message
+        self._handlers["remove_suspender"] = self._remove_suspender_message
+        self._suspenders: list[Any] = []
         self._state = State.IDLE
         self._state_observers: list[Callable[[State, State], Any]] = []
         self._call: _Call | None = None
@@ -161,6 +164,53 @@ class RunEngine:
     def unsubscribe(self, token: int) -> None:
         """Remove the subscription ``token`` (documents already queued are still delivered)."""
         self._dispatcher.unsubscribe_nowait(token)
+
+    # -- suspenders ------------------------------------------------------------------------
+    def install_suspender(self, suspender: Any) -> None:
+        """Watch ``suspender``'s signal from now on (see :mod:`acq.suspenders`).
+
+        A suspender has ``install(RE)`` (it then calls :meth:`request_suspend` when it
+        trips), ``remove()``, a ``tripped`` flag and ``wait_ready()`` (a coroutine that
+        finishes when the plan may go on).
+        """
+        if any(s is suspender for s in self._suspenders):
+            return
+        suspender.install(self)
+        self._suspenders.append(suspender)
+
+    def remove_suspender(self, suspender: Any) -> None:
+        """Stop watching ``suspender``'s signal."""
+        if any(s is suspender for s in self._suspenders):
+            self._suspenders = [s for s in self._suspenders if s is not suspender]
+            suspender.remove()
+
+    def clear_suspenders(self) -> None:
+        """Remove every suspender."""
+        for suspender in list(self._suspenders):
+            self.remove_suspender(suspender)
+
+    @property
+    def suspenders(self) -> tuple[Any, ...]:
+        """The installed suspenders."""
+        return tuple(self._suspenders)
+
+    async def _install_suspender_message(self, ctx: PlanContext, msg: Any) -> None:
+        """``Msg('install_suspender', suspender)``: for the rest of this plan."""
+        self.install_suspender(msg.obj)
+        ctx.plan_suspenders.append(msg.obj)
+
+    async def _remove_suspender_message(self, ctx: PlanContext, msg: Any) -> None:
+        """``Msg('remove_suspender', suspender)``."""
+        self.remove_suspender(msg.obj)
+
+    async def _wait_for_suspenders(self) -> None:
+        """A suspender already tripped when a plan starts delays its start."""
+        for suspender in list(self._suspenders):
+            if suspender.tripped:
+                self._set_state(State.SUSPENDING)
+                logger.warning("waiting for suspender %r before the plan starts", suspender)
+                await suspender.wait_ready()
+                self._set_state(State.RUNNING)
 
     # -- commands -------------------------------------------------------------------------
     def register_command(self, name: str, handler: Callable[[Any], Any]) -> None:
@@ -340,6 +390,8 @@ class RunEngine:
             if not paused:
                 for token in call.tokens:
                     self._dispatcher.unsubscribe_nowait(token)
+                for suspender in call.ctx.plan_suspenders:
+                    self.remove_suspender(suspender)
             await self._dispatcher.finish()
             if paused:
                 self._set_state(State.PAUSED)
@@ -423,6 +475,8 @@ class RunEngine:
         replay = ctx.replay
         if self._request is Request.HALT:
             raise _Halted()
+        if call.stack.depth == 1 and not call.ctx.runs and self._suspenders:
+            await self._wait_for_suspenders()
         reply, error, msg = call.reply, call.error, call.pending
         call.error = call.pending = None
         if call.rewind:

@@ -80,7 +80,7 @@ class Subscription:
     name: str = "all"
     critical: bool = False
     thread: bool = True
-    maxsize: int = 100_000
+    maxsize: int = 10_000
     overflow: Overflow = "block"
     token: int = 0
     is_async: bool = field(init=False)
@@ -112,6 +112,7 @@ class Subscription:
 
 
 _STOP: Any = object()
+_BATCH = 256  # quick callbacks run this many documents per turn before letting others in
 
 
 class _Worker:
@@ -178,8 +179,10 @@ class _LoopWorker(_Worker):
         callback = self.sub.callback
         is_async = self.sub.is_async
         q = self._queue
+        batch = 0
         while True:
             if not q:
+                batch = 0
                 self._busy = False
                 if self._idle is not None and not self._idle.done():
                     self._idle.set_result(None)
@@ -203,8 +206,11 @@ class _LoopWorker(_Worker):
                     callback(name, doc)
             except Exception as exc:  # noqa: BLE001 -- reported, never breaks the plan
                 self._report(name, exc)
-            if not is_async and len(q) > 0:
-                await asyncio.sleep(0)  # let the plan run between quick callbacks
+            if not is_async:
+                batch += 1
+                if batch >= _BATCH and q:
+                    batch = 0
+                    await asyncio.sleep(0)  # let the plan run between batches
 
     async def drain(self) -> None:
         while (self._queue or self._busy) and not self._task.done():

@@ -138,7 +138,7 @@ class RunEngine:
         *,
         critical: bool = False,
         thread: bool = True,
-        maxsize: int = 100_000,
+        maxsize: int = 10_000,
         overflow: Overflow = "block",
     ) -> int:
         """Send every document called ``name`` (or all) to ``callback(name, doc)``.

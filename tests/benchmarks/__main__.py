@@ -32,12 +32,13 @@ import importlib.metadata
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import acq
 
@@ -332,6 +333,18 @@ def format_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def _soak(n: int) -> dict[str, Any]:
+    """Run the soak of ``n`` points in a fresh process (so its peak RSS is its own)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.soak", str(n)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    return cast(dict[str, Any], json.loads(out.stdout.strip().splitlines()[-1]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the table, write the JSON; return the exit code."""
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__)
@@ -355,7 +368,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.perf_counter() - t0
     print(format_table(rows))
     print(f"(N: null {n_base}, count N/5, scan N/8; best of {repeat}; {elapsed:.1f} s total)")
-    args.output.write_text(json.dumps(report(rows, n_base, repeat, elapsed), indent=2) + "\n")
+    soaks = [_soak(n) for n in ((1_000, 10_000) if args.quick else (10_000, 1_000_000))]
+    print("soak: count with a checkpoint per point, one subscriber, each in a fresh process")
+    for s in soaks:
+        print(
+            f"  {s['points']:>9} points  {s['seconds']:>7.2f} s  peak RSS {s['peak_rss_mib']} MiB"
+        )
+    document = report(rows, n_base, repeat, time.perf_counter() - t0)
+    document["soak"] = soaks
+    args.output.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {args.output}")
     return 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any, cast
 
@@ -105,6 +106,8 @@ class RunEngine:
         self._request: Request | None = None
         self._suspension: Suspension | None = None
         self._task: asyncio.Task[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
         self._current: Any = None  # the message being handled, if any
         self._interrupting = False  # we cancelled our own task to cut a message short
         self._sigint = SigintHandler(self.request_pause) if handle_sigint else None
@@ -325,7 +328,14 @@ class RunEngine:
         return self._call
 
     def _ask(self, request: Request) -> None:
-        """Record a request; cut the message in flight short if the request says so."""
+        """Record a request; cut the message in flight short if the request says so.
+
+        Safe from other threads: the request is then handed to the engine's loop.
+        """
+        loop = self._loop
+        if loop is not None and threading.get_ident() != self._loop_thread:
+            loop.call_soon_threadsafe(self._ask, request)
+            return
         if self._request is not None and self._request.value >= request.value:
             return  # something at least as urgent is already on its way
         self._request = request
@@ -371,6 +381,8 @@ class RunEngine:
         if self._state in (State.IDLE, State.PAUSED):
             self._set_state(State.RUNNING)
         self._task = asyncio.current_task()
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._dispatcher.start()
         sigint = self._sigint is not None and self._sigint.install()
         paused = False

@@ -77,7 +77,8 @@ class PlanContext:
         self.moved: dict[int, Any] = {}
         self.monitors: dict[int, _Monitor] = {}
         self.plan_tokens: list[int] = []
-        self.plan_suspenders: list[Any] = []  # installed by Msg('install_suspender')
+        self.plan_suspenders: list[Any] = []
+        self.monitors_quiet = False  # installed by Msg('install_suspender')
         self.touched: dict[int, Any] = {}  # devices set/triggered/kicked off/staged
         self.rewindable = True
         self.checkpoint_count = 0
@@ -241,12 +242,18 @@ class PlanContext:
                     logger.exception("%s of %s failed", method, device_name(obj))
 
     async def suspend_monitors(self) -> None:
-        """Stop listening to monitored signals (while paused)."""
+        """Stop listening to monitored signals (while paused); idempotent."""
+        if self.monitors_quiet:
+            return
+        self.monitors_quiet = True
         for monitor in self.monitors.values():
             await call_maybe_async(monitor.obj.clear_sub, monitor.callback)
 
     async def restore_monitors(self) -> None:
-        """Listen again to monitored signals (on resume)."""
+        """Listen again to monitored signals (on resume); idempotent."""
+        if not self.monitors_quiet:
+            return
+        self.monitors_quiet = False
         for monitor in self.monitors.values():
             await call_maybe_async(monitor.obj.subscribe, monitor.callback)
 

@@ -53,6 +53,9 @@ class _Halted(Exception):
     """Raised inside the engine to abandon the plan without its cleanup."""
 
 
+_WAITING = Msg("wait")  # stands for "the engine is waiting": a request may cut it short
+
+
 class _Call:
     """One ``RE(...)`` call: its plan and context, kept across a pause."""
 
@@ -206,14 +209,35 @@ class RunEngine:
         """``Msg('remove_suspender', suspender)``."""
         self.remove_suspender(msg.obj)
 
-    async def _wait_for_suspenders(self) -> None:
-        """A suspender already tripped when a plan starts delays its start."""
-        for suspender in list(self._suspenders):
-            if suspender.tripped:
+    async def _wait_for_suspenders(self) -> bool:
+        """Wait while any installed suspender is tripped (before a start, on a resume).
+
+        Returns False if a request (pause, stop, abort, halt) cut the wait short.
+        """
+        while True:
+            tripped = [s for s in self._suspenders if s.tripped]
+            if not tripped:
+                return True
+            if self._state is State.RUNNING:
                 self._set_state(State.SUSPENDING)
-                logger.warning("waiting for suspender %r before the plan starts", suspender)
-                await suspender.wait_ready()
-                self._set_state(State.RUNNING)
+            logger.warning("waiting for suspender %r", tripped[0])
+            if not await self._interruptible(tripped[0].wait_ready()):
+                return False
+
+    async def _interruptible(self, awaitable: Any) -> bool:
+        """Await ``awaitable``; a request may cut it short (then False)."""
+        self._current = _WAITING
+        try:
+            await awaitable
+        except asyncio.CancelledError:
+            if not self._interrupting:
+                raise
+            self._interrupting = False
+            cast(asyncio.Task[Any], self._task).uncancel()
+            return False
+        finally:
+            self._current = None
+        return True
 
     # -- commands -------------------------------------------------------------------------
     def register_command(self, name: str, handler: Callable[[Any], Any]) -> None:
@@ -344,6 +368,7 @@ class RunEngine:
             request.interrupts
             and current is not None
             and task is not None
+            and task is not asyncio.current_task()  # asked from the plan's own task
             and not task.done()
             and current.command not in NOT_INTERRUPTIBLE
             and not self._interrupting
@@ -427,6 +452,7 @@ class RunEngine:
             raise RunAborted(f"the plan was halted: {call.reason}", result) from None
         except asyncio.CancelledError:
             reason = "the task awaiting the RunEngine was cancelled"
+            self._set_state(State.ABORTING)
             await ctx.cleanup("abort", reason)
             self._result(call, "abort", reason)
             raise
@@ -487,8 +513,11 @@ class RunEngine:
         replay = ctx.replay
         if self._request is Request.HALT:
             raise _Halted()
-        if call.stack.depth == 1 and not call.ctx.runs and self._suspenders:
-            await self._wait_for_suspenders()
+        fresh = call.stack.depth == 1 and not call.ctx.runs and call.pending is None
+        if self._suspenders and (fresh or call.rewind):
+            await self._wait_for_suspenders()  # a tripped suspender delays a start or resume
+            if self._state is State.SUSPENDING:
+                self._set_state(State.RUNNING)
         reply, error, msg = call.reply, call.error, call.pending
         call.error = call.pending = None
         if call.rewind:
@@ -549,6 +578,9 @@ class RunEngine:
                 error, msg = exc, None
                 continue
             self._current = None
+            if self._interrupting:  # a device swallowed our cancellation: undo it
+                self._interrupting = False
+                cast(asyncio.Task[Any], self._task).uncancel()
             if ctx.recording and msg.command not in REPLAY_SKIP:
                 replay.append(msg)
             if self._request is Request.PAUSE_DEFERRED and msg.command == "checkpoint":
@@ -589,8 +621,8 @@ class RunEngine:
         if request is Request.SUSPEND:
             suspension = self._suspension
             self._suspension = None
-            if suspension is not None:
-                await self._suspend(call, suspension)
+            if suspension is not None and not await self._suspend(call, suspension):
+                return await self._interrupt(call, msg, reply)  # cut short by a request
             call.pending = None
             return None
         call.reason = "paused now, as requested"
@@ -611,24 +643,31 @@ class RunEngine:
         ctx.drop_bundles()
         await ctx.suspend_monitors()
 
-    async def _suspend(self, call: _Call, suspension: Suspension) -> None:
-        """Wait, with the plan parked, until the suspender's condition clears."""
+    async def _suspend(self, call: _Call, suspension: Suspension) -> bool:
+        """Wait, with the plan parked, until the suspenders' conditions clear.
+
+        Returns False if a request (pause, stop, abort, halt) cut the suspension short;
+        the caller then acts on that request.
+        """
         ctx = call.ctx
         self._set_state(State.SUSPENDING)
         logger.warning("suspending: %s", suspension.justification or "a suspender tripped")
         await self._quiesce(ctx)
         if suspension.pre_plan is not None:
             await self._side_plan(ctx, suspension.pre_plan())
-        await suspension.ready()
+        if not await self._interruptible(suspension.ready()):
+            return False
+        if not await self._wait_for_suspenders():  # another one may have tripped meanwhile
+            return False
         if suspension.post_plan is not None:
             await self._side_plan(ctx, suspension.post_plan())
-        await ctx.restore_monitors()
         self._set_state(State.RUNNING)
         pending = call.pending
         error = await self._rewind(call)
         if error is not None:
             raise error
         call.pending = pending
+        return True
 
     async def _side_plan(self, ctx: PlanContext, plan: Any) -> None:
         """Run a suspender's pre/post plan with the paused plan's context (not replayed)."""

@@ -32,7 +32,9 @@ _ALLOWED: Final[Mapping[State, frozenset[State]]] = {
     ),
     _S.PAUSING: frozenset({_S.PAUSED, _S.RUNNING, _S.STOPPING, _S.ABORTING, _S.HALTING, _S.IDLE}),
     _S.PAUSED: frozenset({_S.RUNNING, _S.STOPPING, _S.ABORTING, _S.HALTING}),
-    _S.SUSPENDING: frozenset({_S.RUNNING, _S.PAUSING, _S.STOPPING, _S.ABORTING, _S.HALTING}),
+    _S.SUSPENDING: frozenset(
+        {_S.RUNNING, _S.PAUSING, _S.STOPPING, _S.ABORTING, _S.HALTING, _S.IDLE}
+    ),
     _S.STOPPING: frozenset({_S.IDLE, _S.HALTING}),
     _S.ABORTING: frozenset({_S.IDLE, _S.HALTING}),
     _S.HALTING: frozenset({_S.IDLE}),

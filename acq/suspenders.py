@@ -38,6 +38,7 @@ the suspender moves them onto the event loop it was installed from.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import numbers
@@ -90,6 +91,11 @@ _UNSET: Any = _Unset()
 class Suspender(ABC):
     """The shared logic of every suspender; subclasses say when to trip and to clear.
 
+    A new kind of suspender implements ``_should_suspend(value)`` (asked while not
+    tripped), ``_should_resume(value)`` (asked while tripped) and ``_condition(value)``
+    (the justification text); everything else -- subscribing, threads, the request to
+    the engine, ``sleep`` -- is here.
+
     Args:
         signal: what to watch: it has ``subscribe(callback)`` and ``clear_sub(callback)``
             (``bluesky.protocols.Subscribable``); the callback gets a reading
@@ -123,8 +129,8 @@ class Suspender(ABC):
                 f"ophyd-async SignalR), got {signal!r}"
             )
         _check_number("sleep", sleep)
-        if sleep < 0:
-            raise ValueError(f"sleep must be >= 0 seconds, got {sleep!r}")
+        if not 0 <= sleep < math.inf:
+            raise ValueError(f"sleep must be a finite number of seconds >= 0, got {sleep!r}")
         _check_plan_factory("pre_plan", pre_plan)
         _check_plan_factory("post_plan", post_plan)
         if not isinstance(tripped_message, str):  # pyright: ignore[reportUnnecessaryIsInstance]
@@ -140,6 +146,7 @@ class Suspender(ABC):
         self._value: Any = _UNSET
         self._tripped = False
         self._trips = 0  # how many times it has tripped: a re-trip restarts the sleep
+        self._cleared_at: float | None = -math.inf  # loop time; None: unknown, sleep it all
         self._justification = ""
         self._clear = asyncio.Event()
         self._clear.set()
@@ -240,18 +247,29 @@ class Suspender(ABC):
             self._signal.clear_sub(self._on_update)
         finally:
             self._tripped = False
+            self._cleared_at = -math.inf  # released: no sleep either
             self._clear.set()
 
     async def wait_ready(self) -> None:
-        """Return once the condition has cleared and stayed clear for ``sleep`` seconds."""
+        """Return once the condition has cleared and stayed clear for ``sleep`` seconds.
+
+        The ``sleep`` counts from the moment it cleared, which may be before this call;
+        if it trips again meanwhile, the wait starts over. Not tripped (and not tripped
+        within the last ``sleep`` seconds): return at once.
+        """
+        loop = asyncio.get_running_loop()
         while True:
             await self._clear.wait()
             if self._tripped:
                 continue  # it tripped again before this task woke up
-            if self._sleep:
-                trips = self._trips
-                logger.info("%r cleared; resuming in %g s if it stays clear", self, self._sleep)
-                await asyncio.sleep(self._sleep)
+            trips = self._trips
+            cleared_at = self._cleared_at
+            remaining = (
+                self._sleep if cleared_at is None else cleared_at + self._sleep - loop.time()
+            )
+            if remaining > 0:
+                logger.info("%r cleared; resuming in %.3g s if it stays clear", self, remaining)
+                await asyncio.sleep(remaining)
                 if self._tripped or self._trips != trips:
                     continue
             return
@@ -266,9 +284,12 @@ class Suspender(ABC):
         else:
             logger.error("%r: a callback without a value: %r %r", self, args, kwargs)
             return
-        loop = self._loop
-        if loop is not None and threading.get_ident() != self._thread:
-            loop.call_soon_threadsafe(self._update, value)
+        if self._loop is None:  # installed outside a loop: the first update from one adopts it
+            with contextlib.suppress(RuntimeError):
+                self._loop = asyncio.get_running_loop()
+                self._thread = threading.get_ident()
+        if self._loop is not None and threading.get_ident() != self._thread:
+            self._loop.call_soon_threadsafe(self._update, value)
         else:
             self._update(value)
 
@@ -290,6 +311,7 @@ class Suspender(ABC):
         if self._tripped:
             if self._should_resume(value):
                 self._tripped = False
+                self._cleared_at = _loop_time()
                 self._clear.set()
                 logger.info("%r: %s = %r, the condition cleared", self, self._name, value)
         elif self._should_suspend(value):
@@ -658,6 +680,14 @@ class SuspendWhenChanged(Suspender):
 def _signal_name(signal: Any) -> str:
     name = getattr(signal, "name", None)
     return name if isinstance(name, str) and name else repr(signal)
+
+
+def _loop_time() -> float | None:
+    """The running loop's clock (which may be virtual), or None outside a loop."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return None
 
 
 def _is_number(value: Any) -> bool:

@@ -70,6 +70,7 @@ class _Call:
         self.reason = ""
         self.rewind = False  # replay the checkpoint's messages when driving resumes
         self.done: asyncio.Future[RunResult] = asyncio.get_running_loop().create_future()
+        self.result: RunResult | None = None  # given to `done` once the engine is idle
 
 
 class RunEngine:
@@ -436,8 +437,11 @@ class RunEngine:
                 self._call = None
                 self._request = None
                 self._set_state(State.IDLE)
-                if not call.done.done():
-                    call.done.cancel()
+                if not call.done.done():  # whoever awaits RE.stop()/abort()/halt()
+                    if call.result is not None:
+                        call.done.set_result(call.result)
+                    else:
+                        call.done.cancel()
 
     async def _run(self, call: _Call) -> RunResult:
         ctx = call.ctx
@@ -500,8 +504,7 @@ class RunEngine:
             callback_errors=self._dispatcher.errors,  # filled until the workers drain
             dropped=self._dispatcher.dropped,
         )
-        if not call.done.done():
-            call.done.set_result(result)
+        call.result = result
         return result
 
     # -- the drive loop -------------------------------------------------------------------

@@ -134,7 +134,12 @@ class StatusGroups:
         return [e for entries in self._groups.values() for e in entries if not _is_done(e[2])]
 
     def clear(self) -> None:
-        """Forget every filed status."""
+        """Forget every filed status (their failures, e.g. "stopped", are retrieved)."""
+        loop = asyncio.get_running_loop()
+        for entries in self._groups.values():
+            for _, _, status in entries:
+                if not _is_done(status):
+                    status_future(status, loop).add_done_callback(_retrieve)
         self._groups.clear()
 
     async def wait(
@@ -157,7 +162,11 @@ class StatusGroups:
         if unfinished:
             loop = asyncio.get_running_loop()
             futures = {status_future(e[2], loop): e for e in unfinished}
-            _, not_done = await asyncio.wait(futures, timeout=timeout)
+            try:
+                _, not_done = await asyncio.wait(futures, timeout=timeout)
+            except asyncio.CancelledError:
+                self._groups.setdefault(group, []).extend(entries)  # interrupted: keep them
+                raise
             if not_done:
                 waiting = [futures[f] for f in not_done]
                 self._groups.setdefault(group, []).extend(waiting)
@@ -173,6 +182,12 @@ class StatusGroups:
                 return
         for entry in entries:
             _raise_if_failed(entry)
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    """Mark a forgotten status's outcome as seen (no 'exception never retrieved')."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _raise_if_failed(entry: tuple[str, Any, Any]) -> None:

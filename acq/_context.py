@@ -20,9 +20,16 @@ from ._metadata import build_start, library_versions
 from ._status import StatusGroups, await_status, device_name
 from ._uid import new_uid
 
-__all__ = ["PlanContext"]
+__all__ = ["PlanContext", "failure_reason"]
 
 logger = logging.getLogger("acq.engine")
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A Stop's reason for ``exc``: the error and what acq noted about where it arose."""
+    notes = [n[len("acq: ") :] for n in getattr(exc, "__notes__", ()) if n.startswith("acq: ")]
+    where = f" ({'; '.join(dict.fromkeys(notes))})" if notes else ""
+    return f"{type(exc).__name__}: {exc}{where}"
 
 
 class _Monitor:
@@ -292,6 +299,8 @@ class PlanContext:
             if unstage is not None:
                 await attempt(f"unstage {device_name(obj)}", lambda u=unstage: await_status(u()))
         self.staged.clear()
+        if problems and exit_status == "success":  # e.g. an unstage failed: not a success
+            exit_status, reason = "fail", failure_reason(problems[0])
         for key in list(self.runs):
             await attempt("close_run", lambda k=key: self.close_run(k, exit_status, reason))
         for token in self.plan_tokens:

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any, cast
 
-from ._context import PlanContext
+from ._context import PlanContext, failure_reason
 from ._dispatch import Callback, Dispatcher, Overflow, Subscription, make_subscription
 from ._documents import call_maybe_async
 from ._errors import (
@@ -726,9 +726,7 @@ def _describe(msg: Any) -> str:
 
 
 def _reason(exc: BaseException) -> str:
-    notes = [n for n in getattr(exc, "__notes__", ()) if n.startswith("acq: raised by ")]
-    where = f" ({notes[-1][len('acq: ') :]})" if notes else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    return failure_reason(exc)
 
 
 def _call_subscriptions(items: Iterable[Any]) -> list[Subscription]:

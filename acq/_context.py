@@ -85,7 +85,8 @@ class PlanContext:
         self.monitors: dict[int, _Monitor] = {}
         self.plan_tokens: list[int] = []
         self.plan_suspenders: list[Any] = []
-        self.monitors_quiet = False  # installed by Msg('install_suspender')
+        self.monitors_quiet = False
+        self.record_interruptions = False  # installed by Msg('install_suspender')
         self.touched: dict[int, Any] = {}  # devices set/triggered/kicked off/staged
         self.rewindable = True
         self.checkpoint_count = 0
@@ -263,6 +264,13 @@ class PlanContext:
         self.monitors_quiet = False
         for monitor in self.monitors.values():
             await call_maybe_async(monitor.obj.subscribe, monitor.callback)
+
+    async def record_interruption(self, kind: str) -> None:
+        """Record ``kind`` in every open run's interruptions stream, if asked to."""
+        if not self.record_interruptions:
+            return
+        for run in self.runs.values():
+            await run.record_interruption(kind)
 
     def drop_bundles(self) -> None:
         """Discard every open bundle (a replay makes them again)."""

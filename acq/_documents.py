@@ -126,6 +126,9 @@ async def iterate_maybe_async(items: Any) -> AsyncIterator[Any]:
             yield item
 
 
+INTERRUPTIONS = "interruptions"
+"""The stream that records pauses, resumes and suspensions (``record_interruptions``)."""
+
 _NO_CONFIGURATION: Mapping[str, Any] = {"data": {}, "timestamps": {}, "data_keys": {}}
 
 
@@ -510,6 +513,42 @@ class RunBundler:
             "reason": reason,
             "num_events": {name: s.seq - 1 for name, s in self._streams.items()},
         }
+
+    # -- interruptions ---------------------------------------------------------------------
+    async def record_interruption(self, kind: str) -> None:
+        """An event in the run's ``interruptions`` stream: pause, resume, suspend."""
+        stream = self._streams.get(INTERRUPTIONS)
+        if stream is None:
+            stream = self._streams[INTERRUPTIONS] = _Stream(INTERRUPTIONS)
+            data_keys = {"interruption": {"dtype": "string", "shape": [], "source": "RunEngine"}}
+            doc: dict[str, Any] = {
+                "uid": new_uid(),
+                "time": time.time(),
+                "run_start": self.uid,
+                "name": INTERRUPTIONS,
+                "data_keys": data_keys,
+                "object_keys": {"RunEngine": ["interruption"]},
+                "configuration": {},
+                "hints": {},
+            }
+            stream.uid = doc["uid"]
+            stream.data_keys = data_keys
+            await self._emit("descriptor", doc)
+        seq = stream.seq
+        stream.seq = seq + 1
+        now = time.time()
+        await self._emit(
+            "event",
+            {
+                "uid": next(stream.uids),
+                "time": now,
+                "descriptor": stream.uid,
+                "seq_num": seq,
+                "data": {"interruption": kind},
+                "timestamps": {"interruption": now},
+                "filled": {},
+            },
+        )
 
     # -- monitors ---------------------------------------------------------------------------
     async def monitor_descriptor(self, obj: Any, name: str) -> _Stream:

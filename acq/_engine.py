@@ -83,6 +83,8 @@ class RunEngine:
             refuse the run.
         handle_sigint: take Ctrl-C while a plan runs (main thread only): the first asks
             for a deferred pause, a second within 10 s for a pause now.
+        record_interruptions: record each pause, resume and suspension as an event of
+            an ``interruptions`` stream in every open run (``RE.record_interruptions``).
 
     Example:
         >>> RE = RunEngine()
@@ -95,9 +97,11 @@ class RunEngine:
         *,
         md_validator: Callable[[dict[str, Any]], Any] | None = None,
         handle_sigint: bool = True,
+        record_interruptions: bool = False,
     ) -> None:
         self.md: MutableMapping[str, Any] = {} if md is None else md
         self.md_validator = md_validator
+        self.record_interruptions = record_interruptions
         self._dispatcher = Dispatcher()
         self._handlers: dict[str, Handler] = dict(HANDLERS)
         self._handlers["pause"] = self._pause_message
@@ -293,6 +297,7 @@ class RunEngine:
             call_md=md,
             inferred={"plan_type": type(root).__name__, "plan_name": plan_name(root)},
         )
+        ctx.record_interruptions = self.record_interruptions
         self._call = _Call(ctx, PlanStack(root), tokens)
         self._request = None
         return await self._execute(self._call)
@@ -638,6 +643,7 @@ class RunEngine:
         self._request = None
         await self._quiesce(call.ctx)
         await call.ctx.call_each("pause")
+        await call.ctx.record_interruption("pause")
         raise _Paused()
 
     async def _quiesce(self, ctx: PlanContext) -> None:
@@ -656,6 +662,7 @@ class RunEngine:
         self._set_state(State.SUSPENDING)
         logger.warning("suspending: %s", suspension.justification or "a suspender tripped")
         await self._quiesce(ctx)
+        await ctx.record_interruption("suspend")
         if suspension.pre_plan is not None:
             await self._side_plan(ctx, suspension.pre_plan())
         if not await self._interruptible(suspension.ready()):
@@ -690,6 +697,7 @@ class RunEngine:
             self._set_state(State.RUNNING)
         await ctx.call_each("resume")
         await ctx.restore_monitors()
+        await ctx.record_interruption("resume")
         if not ctx.recording:
             return None
         messages = list(ctx.replay)

@@ -725,3 +725,34 @@ async def test_non_rewindable_plan_resumes_without_replay(
     # the motor had stopped; the run then went on with the next point
     assert xs == [POSITIONS[0], short, POSITIONS[2]]
     assert [e["seq_num"] for e in checker.of("event")] == [1, 2, 3]
+
+
+async def test_interruptions_are_recorded_as_their_own_stream_when_asked(
+    checker: DocChecker,
+) -> None:
+    RE = RunEngine(record_interruptions=True)
+    RE.subscribe(checker, thread=False)
+    det = Signal("det")
+
+    def plan():
+        yield Msg("open_run")
+        for point in range(3):
+            yield Msg("checkpoint")
+            yield Msg("create", name="primary")
+            yield Msg("read", det)
+            yield Msg("save")
+            if point == 1:
+                yield Msg("pause", defer=False)
+        yield Msg("close_run")
+
+    with pytest.raises(RunEngineInterrupted):
+        await RE(plan())
+    await RE.resume()
+    streams = {d["uid"]: d["name"] for d in checker.of("descriptor")}
+    kinds = [
+        e["data"]["interruption"]
+        for e in checker.of("event")
+        if streams[e["descriptor"]] == "interruptions"
+    ]
+    assert kinds == ["pause", "resume"]
+    assert checker.of("stop")[0]["num_events"] == {"primary": 3, "interruptions": 2}

@@ -520,7 +520,9 @@ class RunBundler:
         stream = self._streams.get(INTERRUPTIONS)
         if stream is None:
             stream = self._streams[INTERRUPTIONS] = _Stream(INTERRUPTIONS)
-            data_keys = {"interruption": {"dtype": "string", "shape": [], "source": "RunEngine"}}
+            data_keys: dict[str, Any] = {
+                "interruption": {"dtype": "string", "shape": [], "source": "RunEngine"}
+            }
             doc: dict[str, Any] = {
                 "uid": new_uid(),
                 "time": time.time(),

@@ -88,11 +88,12 @@ class PlanContext:
         self.monitors_quiet = False
         self.record_interruptions = False  # installed by Msg('install_suspender')
         self.touched: dict[int, Any] = {}  # devices set/triggered/kicked off/staged
-        self.rewindable = True
+        self._rewindable = True
         self.checkpoint_count = 0
         # rewind: messages handled since the last checkpoint, replayed on resume
         self.replay: list[Any] = []
         self.has_checkpoint = False
+        self.recording = False  # has_checkpoint and rewindable, kept up to date
         self.bundle_marks: dict[Hashable, int] = {}
         self.validate = validate_document
         self.critical_failure: SubscriberError | None = None
@@ -190,15 +191,21 @@ class PlanContext:
 
     # -- checkpoints and interruptions ---------------------------------------------------
     @property
-    def recording(self) -> bool:
-        """True when handled messages are kept for a replay (a checkpoint exists)."""
-        return self.has_checkpoint and self.rewindable
+    def rewindable(self) -> bool:
+        """May a resume rewind to the last checkpoint? (``Msg('rewindable', None, flag)``)."""
+        return self._rewindable
+
+    @rewindable.setter
+    def rewindable(self, flag: bool) -> None:
+        self._rewindable = flag
+        self.recording = self.has_checkpoint and flag
 
     def checkpoint(self) -> None:
         """A point to rewind to: forget the messages before it."""
         self.replay.clear()
         self.bundle_marks.clear()
         self.has_checkpoint = True
+        self.recording = self._rewindable
         self.checkpoint_count += 1
 
     def clear_checkpoint(self) -> None:
@@ -206,6 +213,7 @@ class PlanContext:
         self.replay.clear()
         self.bundle_marks.clear()
         self.has_checkpoint = False
+        self.recording = False
 
     def mark_bundle(self, key: Hashable) -> None:
         """``create`` for run ``key``: where its bundle starts in the replay list."""

@@ -174,6 +174,10 @@ class _MotorMoveLogic(MovableLogic[float]):
                 if generation != self._generation:
                     return  # a newer set() or stop() took over
                 elapsed = loop.time() - start
+                if trajectory.duration - elapsed < 1e-6:
+                    # asyncio runs a timer due within its clock resolution at once: on
+                    # virtual time a float-rounding remainder would never elapse
+                    elapsed = trajectory.duration
                 self.readback_set(trajectory.position(elapsed))
                 if elapsed >= trajectory.duration:
                     return

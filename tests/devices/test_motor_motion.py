@@ -183,3 +183,12 @@ def test_bad_construction_arguments_are_refused() -> None:
         Motor("m", limits=(1.0, -1.0))
     with pytest.raises(ValueError, match="update_period"):
         Motor("m", update_period=0.0)
+
+
+@pytest.mark.looptime(start=0.123457)
+async def test_moves_finish_on_virtual_time_despite_float_rounding() -> None:
+    # On looptime's clock a rounding remainder of 1e-17 s never elapsed: moves hung.
+    motor = await make_motor(velocity=10.0)
+    for target in (1.0, 2.0, 3.0, -3.0, 0.5):
+        await motor.set(target)
+        assert await motor.user_readback.get_value() == pytest.approx(target)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, MutableMapping
+from types import CoroutineType
 from typing import Any, cast
 
 from ._context import PlanContext, failure_reason
@@ -111,14 +112,34 @@ class RunEngine:
         self._state = State.IDLE
         self._state_observers: list[Callable[[State, State], Any]] = []
         self._call: _Call | None = None
-        self._request: Request | None = None
+        self._attention = False  # a request or an interruption is pending: look closer
+        self.__request: Request | None = None
         self._suspension: Suspension | None = None
         self._task: asyncio.Task[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._current: Any = None  # the message being handled, if any
-        self._interrupting = False  # we cancelled our own task to cut a message short
+        self.__interrupting = False  # we cancelled our own task to cut a message short
         self._sigint = SigintHandler(self.request_pause) if handle_sigint else None
+
+    # The drive loop reads one flag per message, _attention; these keep it up to date.
+    @property
+    def _request(self) -> Request | None:
+        return self.__request
+
+    @_request.setter
+    def _request(self, request: Request | None) -> None:
+        self.__request = request
+        self._attention = request is not None or self.__interrupting
+
+    @property
+    def _interrupting(self) -> bool:
+        return self.__interrupting
+
+    @_interrupting.setter
+    def _interrupting(self, flag: bool) -> None:
+        self.__interrupting = flag
+        self._attention = flag or self.__request is not None
 
     # -- state --------------------------------------------------------------------------
     @property
@@ -555,7 +576,7 @@ class RunEngine:
                 except PlanFinished as finished:
                     return finished.result
                 error = None
-            if self._request is not None:
+            if self._attention and self._request is not None:
                 error = await self._interrupt(call, msg, reply)
                 if error is not None:
                     msg = None
@@ -571,7 +592,9 @@ class RunEngine:
                 continue
             self._current = msg
             try:
-                reply = await handler(ctx, msg)
+                reply: Any = handler(ctx, msg)
+                if type(reply) is CoroutineType:
+                    reply = await cast("Coroutine[Any, Any, Any]", reply)
             except asyncio.CancelledError as exc:
                 self._current = None
                 if not self._interrupting:
@@ -586,15 +609,16 @@ class RunEngine:
                 error, msg = exc, None
                 continue
             self._current = None
-            if self._interrupting:  # a device swallowed our cancellation: undo it
-                self._interrupting = False
-                cast(asyncio.Task[Any], self._task).uncancel()
             if ctx.recording and msg.command not in REPLAY_SKIP:
                 replay.append(msg)
-            if self._request is Request.PAUSE_DEFERRED and msg.command == "checkpoint":
-                call.reply, call.pending = reply, None
-                call.reason = "paused at a checkpoint, as requested"
-                await self._pause(call)
+            if self._attention:
+                if self._interrupting:  # a device swallowed our cancellation: undo it
+                    self._interrupting = False
+                    cast(asyncio.Task[Any], self._task).uncancel()
+                if self._request is Request.PAUSE_DEFERRED and msg.command == "checkpoint":
+                    call.reply, call.pending = reply, None
+                    call.reason = "paused at a checkpoint, as requested"
+                    await self._pause(call)
             msg = None
             countdown -= 1
             if not countdown:
@@ -688,7 +712,7 @@ class RunEngine:
                 msg = await stack.send(reply)
             except PlanFinished:
                 return
-            reply = await self._handlers[msg.command](ctx, msg)
+            reply = await _handle(self._handlers[msg.command], ctx, msg)
 
     async def _rewind(self, call: _Call) -> BaseException | None:
         """Resume: devices resume, monitors listen again, the checkpoint's messages replay."""
@@ -705,7 +729,7 @@ class RunEngine:
         ctx.bundle_marks.clear()
         for msg in messages:
             try:
-                await self._handlers[msg.command](ctx, msg)
+                await _handle(self._handlers[msg.command], ctx, msg)
             except Exception as exc:  # noqa: BLE001 -- thrown into the plan
                 exc.add_note(f"acq: raised while replaying {_describe(msg)} after a rewind")
                 return exc
@@ -716,6 +740,14 @@ class RunEngine:
         """``Msg('pause', defer=False)``: the plan asks to be paused."""
         defer = bool(msg.kwargs.get("defer", msg.args[0] if msg.args else False))
         self._ask(Request.PAUSE_DEFERRED if defer else Request.PAUSE_NOW)
+
+
+async def _handle(handler: Handler, ctx: PlanContext, msg: Any) -> Any:
+    """Call a handler off the hot path (replays, suspenders' plans)."""
+    reply: Any = handler(ctx, msg)
+    if type(reply) is CoroutineType:
+        reply = await cast("Coroutine[Any, Any, Any]", reply)
+    return reply
 
 
 def _thrown(request: Request, reason: str) -> BaseException:

@@ -1,14 +1,16 @@
-"""Message handlers: one small coroutine per command, registered in :data:`HANDLERS`.
+"""Message handlers: one small function per command, registered in :data:`HANDLERS`.
 
 Each takes the call's :class:`~acq._context.PlanContext` and the message, and returns
-the response that the engine sends back into the plan. Pause, resume and suspenders live
+the response that the engine sends back into the plan. A handler that never waits is a
+plain function (no coroutine to create and await on the hot path); one that may wait is
+``async def``, and the engine awaits what it returns. Pause, resume and suspenders live
 with the engine's interruption logic; everything else is here.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._context import PlanContext
@@ -19,7 +21,8 @@ from ._status import as_status, device_name
 
 __all__ = ["HANDLERS", "Handler"]
 
-Handler = Callable[[PlanContext, Any], Awaitable[Any]]
+Handler = Callable[[PlanContext, Any], Any]
+"""A handler: ``(ctx, msg) -> reply``, or a coroutine giving the reply."""
 
 
 def _method(msg: Any, name: str, protocol: str) -> Callable[..., Any]:
@@ -63,7 +66,7 @@ async def close_run(ctx: PlanContext, msg: Any) -> str:
     return await ctx.close_run(msg.run, exit_status, msg.kwargs.get("reason") or "")
 
 
-async def create(ctx: PlanContext, msg: Any) -> None:
+def create(ctx: PlanContext, msg: Any) -> None:
     """Open an event bundle: ``Msg('create', name='primary')``."""
     name = msg.kwargs.get("name", msg.args[0] if msg.args else "primary")
     ctx.run_for(msg, "create").create(name)
@@ -76,7 +79,7 @@ async def save(ctx: PlanContext, msg: Any) -> None:
     ctx.forget_bundle(msg.run)
 
 
-async def drop(ctx: PlanContext, msg: Any) -> None:
+def drop(ctx: PlanContext, msg: Any) -> None:
     """Discard the open bundle."""
     ctx.run_for(msg, "drop").drop()
     ctx.forget_bundle(msg.run)
@@ -132,7 +135,7 @@ async def unmonitor(ctx: PlanContext, msg: Any) -> None:
 
 
 # -- devices -------------------------------------------------------------------------------
-async def set_(ctx: PlanContext, msg: Any) -> Any:
+def set_(ctx: PlanContext, msg: Any) -> Any:
     """``Msg('set', obj, value, group=...)``: start a move; reply with its status."""
     method = _method(msg, "set", "Movable")
     group, kwargs = _split_group(msg.kwargs)
@@ -142,7 +145,7 @@ async def set_(ctx: PlanContext, msg: Any) -> Any:
     return status
 
 
-async def trigger(ctx: PlanContext, msg: Any) -> Any:
+def trigger(ctx: PlanContext, msg: Any) -> Any:
     """``Msg('trigger', obj, group=...)``: start an acquisition; reply with its status."""
     method = _method(msg, "trigger", "Triggerable")
     group, kwargs = _split_group(msg.kwargs)
@@ -152,7 +155,7 @@ async def trigger(ctx: PlanContext, msg: Any) -> Any:
     return status
 
 
-async def _status_command(ctx: PlanContext, msg: Any, name: str, protocol: str) -> Any:
+def _status_command(ctx: PlanContext, msg: Any, name: str, protocol: str) -> Any:
     method = _method(msg, name, protocol)
     group, kwargs = _split_group(msg.kwargs)
     status = as_status(method(*msg.args, **kwargs))
@@ -161,19 +164,19 @@ async def _status_command(ctx: PlanContext, msg: Any, name: str, protocol: str) 
     return status
 
 
-async def kickoff(ctx: PlanContext, msg: Any) -> Any:
+def kickoff(ctx: PlanContext, msg: Any) -> Any:
     """``Msg('kickoff', flyer, group=...)``: start a fly scan."""
-    return await _status_command(ctx, msg, "kickoff", "Flyable")
+    return _status_command(ctx, msg, "kickoff", "Flyable")
 
 
-async def complete(ctx: PlanContext, msg: Any) -> Any:
+def complete(ctx: PlanContext, msg: Any) -> Any:
     """``Msg('complete', flyer, group=...)``: the status of the fly scan's end."""
-    return await _status_command(ctx, msg, "complete", "Flyable")
+    return _status_command(ctx, msg, "complete", "Flyable")
 
 
-async def prepare(ctx: PlanContext, msg: Any) -> Any:
+def prepare(ctx: PlanContext, msg: Any) -> Any:
     """``Msg('prepare', obj, value, group=...)``: get a device ready for a scan."""
-    return await _status_command(ctx, msg, "prepare", "Preparable")
+    return _status_command(ctx, msg, "prepare", "Preparable")
 
 
 async def configure(ctx: PlanContext, msg: Any) -> Any:
@@ -291,11 +294,11 @@ async def await_(ctx: PlanContext, msg: Any) -> Any:
 
 
 # -- bookkeeping -------------------------------------------------------------------------
-async def null(ctx: PlanContext, msg: Any) -> None:
+def null(ctx: PlanContext, msg: Any) -> None:
     """Do nothing (useful in tests and as a placeholder)."""
 
 
-async def checkpoint(ctx: PlanContext, msg: Any) -> None:
+def checkpoint(ctx: PlanContext, msg: Any) -> None:
     """Mark a point the plan can be rewound to on resume."""
     for run in ctx.runs.values():
         if run.bundling:
@@ -305,12 +308,12 @@ async def checkpoint(ctx: PlanContext, msg: Any) -> None:
     ctx.checkpoint()
 
 
-async def clear_checkpoint(ctx: PlanContext, msg: Any) -> None:
+def clear_checkpoint(ctx: PlanContext, msg: Any) -> None:
     """Forget the last checkpoint: from here on the plan cannot be rewound."""
     ctx.clear_checkpoint()
 
 
-async def rewindable(ctx: PlanContext, msg: Any) -> bool:
+def rewindable(ctx: PlanContext, msg: Any) -> bool:
     """``Msg('rewindable', None, flag)`` sets whether a resume may rewind; replies with it."""
     if msg.args and msg.args[0] is not None:  # None asks, as bluesky's rewindable_wrapper does
         ctx.rewindable = bool(msg.args[0])

@@ -2,114 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import queue
-import sys
-import textwrap
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import KernelManager
+from kernels import run_cell, start_kernel
 
 pytestmark = pytest.mark.kernel
-
-CELL_DEADLINE = 30.0  # seconds for one cell, from execute request to reply
-
-
-@dataclass
-class CellResult:
-    """What one executed cell produced."""
-
-    status: str
-    stdout: str = ""
-    stderr: str = ""
-    error: dict[str, Any] = field(default_factory=dict[str, Any])
-
-
-def _native_python3_spec_runs_this_python(ksm: KernelSpecManager) -> bool:
-    spec = ksm.get_kernel_spec("python3")
-    # jupyter_client replaces a leading "python" of the native spec with sys.executable
-    return spec.argv[:3] == ["python", "-m", "ipykernel_launcher"] or spec.argv[0] == sys.executable
 
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlockingKernelClient]:
-    """A real ipykernel running this venv's Python, talking over IPC sockets in a tmp dir."""
-    tmp: Path = tmp_path_factory.mktemp("kernel")
-    ksm = KernelSpecManager()
-    km = KernelManager(kernel_name="python3", kernel_spec_manager=ksm, transport="ipc")
-    if not _native_python3_spec_runs_this_python(ksm):
-        # a "python3" spec from elsewhere: run ipykernel with this interpreter instead
-        km.kernel_spec.argv = [
-            sys.executable,
-            "-m",
-            "ipykernel_launcher",
-            "-f",
-            "{connection_file}",
-        ]
-    km.ip = str(tmp / "kernel-ipc")  # IPC: socket files are named <ip>-<port>
-    km.connection_file = str(tmp / "kernel.json")
-    env = {
-        **os.environ,
-        "IPYTHONDIR": str(tmp / "ipython"),
-        "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
-        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-    }
-    client: BlockingKernelClient | None = None
-    km.start_kernel(env=env)
-    try:
-        client = km.client()
-        client.start_channels()
-        client.wait_for_ready(timeout=60)
-        yield client
-    finally:
-        if client is not None:
-            client.stop_channels()
-        km.shutdown_kernel(now=True)
-        km.cleanup_resources()
-
-
-def run_cell(kc: BlockingKernelClient, code: str, deadline: float = CELL_DEADLINE) -> CellResult:
-    """Execute ``code``; gather its iopub output and its execute_reply, matched by msg_id."""
-    msg_id = kc.execute(textwrap.dedent(code), store_history=False)
-    end = time.monotonic() + deadline
-    out: list[str] = []
-    err: list[str] = []
-    error: dict[str, Any] = {}
-    idle = False
-    while not idle:
-        remaining = end - time.monotonic()
-        if remaining <= 0:
-            pytest.fail(f"no 'idle' status for the cell within {deadline} s; output so far: {out}")
-        try:
-            msg = kc.get_iopub_msg(timeout=remaining)
-        except queue.Empty:
-            continue
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        kind, content = msg["header"]["msg_type"], msg["content"]
-        if kind == "stream":
-            (out if content["name"] == "stdout" else err).append(content["text"])
-        elif kind == "error":
-            error = dict(content)
-        elif kind == "status" and content["execution_state"] == "idle":
-            idle = True
-    while True:
-        remaining = end - time.monotonic()
-        if remaining <= 0:
-            pytest.fail(f"no execute_reply for the cell within {deadline} s")
-        try:
-            reply = kc.get_shell_msg(timeout=remaining)
-        except queue.Empty:
-            continue
-        if reply["parent_header"].get("msg_id") == msg_id:
-            return CellResult(reply["content"]["status"], "".join(out), "".join(err), error)
+    """A real kernel for this module (its client)."""
+    with start_kernel(tmp_path_factory.mktemp("kernel")) as started:
+        yield started.client
 
 
 DEFINE = """

@@ -32,21 +32,21 @@ class DoneStatus:
         return self._exc
 
 
-class ThreadStatus:
-    """A status finished by another thread after ``delay`` seconds (like ophyd v1)."""
+class ManualStatus:
+    """A status that finishes when the test says so (``finish``), from any thread."""
 
-    def __init__(self, delay: float, success: bool = True) -> None:
+    def __init__(self) -> None:
         self.done = False
         self.success = False
+        self._exc: BaseException | None = None
         self._callbacks: list[Any] = []
         self._lock = threading.Lock()
-        self._ok = success
-        threading.Timer(delay, self._finish).start()
 
-    def _finish(self) -> None:
+    def finish(self, exc: BaseException | None = None) -> None:
         with self._lock:
             self.done = True
-            self.success = self._ok
+            self.success = exc is None
+            self._exc = exc
             callbacks = list(self._callbacks)
         for cb in callbacks:
             cb(self)
@@ -59,7 +59,16 @@ class ThreadStatus:
         callback(self)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        return None if self.success else RuntimeError("thread status failed")
+        return self._exc
+
+
+class ThreadStatus(ManualStatus):
+    """A status finished by another thread after ``delay`` seconds (like ophyd v1)."""
+
+    def __init__(self, delay: float, success: bool = True) -> None:
+        super().__init__()
+        error = None if success else RuntimeError("thread status failed")
+        threading.Timer(delay, self.finish, args=(error,)).start()
 
 
 class Signal:

@@ -16,7 +16,15 @@ from typing import Any
 import bluesky.plan_stubs as bluesky_bps
 import pytest
 from ophyd_async.core import AsyncStatus, soft_signal_rw
-from support import AsyncSignal, Detector, DocChecker, DoneStatus, Signal, ThreadStatus
+from support import (
+    AsyncSignal,
+    Detector,
+    DocChecker,
+    DoneStatus,
+    ManualStatus,
+    Signal,
+    ThreadStatus,
+)
 
 from acq import (
     DeviceError,
@@ -32,36 +40,6 @@ from acq import (
 from acq._handlers import HANDLERS
 
 # -- small devices ---------------------------------------------------------------------------
-
-
-class ManualStatus:
-    """A status that finishes when the test says so (from any thread)."""
-
-    def __init__(self) -> None:
-        self.done = False
-        self.success = False
-        self._exc: BaseException | None = None
-        self._callbacks: list[Any] = []
-        self._lock = threading.Lock()
-
-    def finish(self, exc: BaseException | None = None) -> None:
-        with self._lock:
-            self.done = True
-            self.success = exc is None
-            self._exc = exc
-            callbacks = list(self._callbacks)
-        for cb in callbacks:
-            cb(self)
-
-    def add_callback(self, callback: Any) -> None:
-        with self._lock:
-            if not self.done:
-                self._callbacks.append(callback)
-                return
-        callback(self)
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        return self._exc
 
 
 class Mover(Signal):

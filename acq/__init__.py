@@ -27,7 +27,7 @@ from ._errors import (
 )
 from ._msg import Msg
 from ._persistent import PersistentDict
-from ._plan import Plan, Return
+from ._plan import Plan, PlanFinished, PlanStack, Return, as_plan
 from ._result import RunResult
 from ._state import State
 
@@ -37,6 +37,9 @@ __all__ = [
     "PersistentDict",
     "Return",
     "Plan",
+    "PlanStack",
+    "PlanFinished",
+    "as_plan",
     "RunResult",
     "State",
     "Subscription",

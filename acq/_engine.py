@@ -34,7 +34,7 @@ from ._errors import (
 from ._handlers import HANDLERS, Handler
 from ._interrupt import NOT_INTERRUPTIBLE, REPLAY_SKIP, Request, SigintHandler, Suspension
 from ._msg import Msg
-from ._plan import PlanFinished, PlanStack, as_plan, plan_name
+from ._plan import Plan, PlanFinished, PlanStack, as_plan, plan_name
 from ._result import RunResult
 from ._state import State, transition
 from ._status import device_name
@@ -104,6 +104,9 @@ class RunEngine:
         self.md_validator = md_validator
         self.record_interruptions = record_interruptions
         self._dispatcher = Dispatcher()
+        self.preprocessors: list[Callable[[Plan], Any]] = []
+        """Functions applied to every plan ``RE(...)`` runs, in order (e.g. a
+        ``SupplementalData``): each takes a plan and returns a plan."""
         self._handlers: dict[str, Handler] = dict(HANDLERS)
         self._handlers["pause"] = self._pause_message
         self._handlers["install_suspender"] = self._install_suspender_message
@@ -309,6 +312,9 @@ class RunEngine:
                 "another RunEngine for concurrent plans"
             )
         root = as_plan(plan)
+        inferred = {"plan_type": type(root).__name__, "plan_name": plan_name(root)}
+        for preprocessor in self.preprocessors:
+            root = as_plan(preprocessor(root))
         subs = _call_subscriptions(subscriptions)
         tokens = [self._dispatcher.subscribe(s) for s in subs]
         ctx = PlanContext(
@@ -316,7 +322,7 @@ class RunEngine:
             stash=self.md,
             md_validator=self.md_validator,
             call_md=md,
-            inferred={"plan_type": type(root).__name__, "plan_name": plan_name(root)},
+            inferred=inferred,
         )
         ctx.record_interruptions = self.record_interruptions
         self._call = _Call(ctx, PlanStack(root), tokens)

@@ -254,11 +254,13 @@ async def locate(ctx: PlanContext, msg: Any) -> Any:
 
 
 # -- time and groups -----------------------------------------------------------------------
-async def wait(ctx: PlanContext, msg: Any) -> None:
-    """``Msg('wait', group=..., timeout=None, error_on_timeout=True)``."""
+async def wait(ctx: PlanContext, msg: Any) -> bool:
+    """``Msg('wait', group=..., timeout=None, error_on_timeout=True)``: reply True if done."""
     kwargs = msg.kwargs
     group = kwargs.get("group", msg.args[0] if msg.args else None)
-    await ctx.groups.wait(group, kwargs.get("timeout"), bool(kwargs.get("error_on_timeout", True)))
+    return await ctx.groups.wait(
+        group, kwargs.get("timeout"), bool(kwargs.get("error_on_timeout", True))
+    )
 
 
 async def sleep(ctx: PlanContext, msg: Any) -> None:

@@ -147,8 +147,12 @@ class StatusGroups:
         group: Hashable,
         timeout: float | None = None,  # noqa: ASYNC109 -- the 'wait' message's own
         error_on_timeout: bool = True,
-    ) -> None:
+    ) -> bool:
         """Wait for every status of ``group``; raise the first failure.
+
+        Returns:
+            True once all are done; False when ``timeout`` passed first and
+            ``error_on_timeout`` is False.
 
         Raises:
             WaitTimeoutError: ``timeout`` passed with statuses unfinished (they stay in
@@ -157,7 +161,7 @@ class StatusGroups:
         """
         entries = self._groups.pop(group, None)
         if not entries:
-            return
+            return True
         unfinished = [e for e in entries if not _is_done(e[2])]
         if unfinished:
             loop = asyncio.get_running_loop()
@@ -179,9 +183,10 @@ class StatusGroups:
                 for entry in entries:
                     if _is_done(entry[2]):
                         _raise_if_failed(entry)
-                return
+                return False
         for entry in entries:
             _raise_if_failed(entry)
+        return True
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:

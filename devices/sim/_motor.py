@@ -239,6 +239,14 @@ class Motor(StandardReadable, StandardMovable[float]):
         self._update_period = update_period
         super().__init__(name=name)
 
+    async def check_value(self, value: float) -> None:
+        """Refuse ``value`` as :meth:`set` would, without moving (``bluesky.protocols.Checkable``).
+
+        Raises:
+            MotorLimitsError: ``value`` is outside the soft limits or not finite.
+        """
+        await self.movable_logic.check_move(value)
+
     @cached_property
     def movable_logic(self) -> _MotorMoveLogic:
         """The logic StandardMovable uses to check, time, move and stop."""

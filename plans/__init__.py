@@ -16,6 +16,19 @@ Start documents.
 from __future__ import annotations
 
 from . import patterns, preprocessors, stubs
+from ._special import (
+    adaptive_scan,
+    fly,
+    ramp_plan,
+    rel_adaptive_scan,
+    rel_spiral,
+    rel_spiral_fermat,
+    rel_spiral_square,
+    spiral,
+    spiral_fermat,
+    spiral_square,
+    tune_centroid,
+)
 from ._step import (
     count,
     grid_scan,
@@ -34,6 +47,17 @@ from ._step import (
 )
 
 __all__ = [
+    "adaptive_scan",
+    "fly",
+    "ramp_plan",
+    "rel_adaptive_scan",
+    "rel_spiral",
+    "rel_spiral_fermat",
+    "rel_spiral_square",
+    "spiral",
+    "spiral_fermat",
+    "spiral_square",
+    "tune_centroid",
     "count",
     "grid_scan",
     "inner_product_scan",

@@ -65,8 +65,15 @@ def motor_fields(motor: Any) -> list[str]:
     return [device_name(motor)]
 
 
-def dimensions(motors: Sequence[Any], stream: str = "primary") -> list[Any]:
-    """``hints["dimensions"]``: one ``(fields, stream)`` pair per motor."""
+def dimensions(
+    motors: Sequence[Any], stream: str = "primary", *, together: bool = False
+) -> list[Any]:
+    """``hints["dimensions"]``: one ``(fields, stream)`` pair per motor.
+
+    ``together``: the motors move as one (an inner product), so they make one dimension.
+    """
+    if together:
+        return [([f for m in motors for f in motor_fields(m)], stream)]
     return [(motor_fields(m), stream) for m in motors]
 
 
@@ -84,9 +91,12 @@ def plan_md(
     md: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The Start metadata of a built-in plan, with the caller's ``md`` merged on top."""
+    args = dict(plan_args)
+    if "per_step" in args:  # as bluesky records it: repr, so None is "None"
+        args["per_step"] = repr(args["per_step"])
     out: dict[str, Any] = {
         "plan_name": plan_name,
-        "plan_args": jsonable(dict(plan_args)),
+        "plan_args": jsonable(args),
         "detectors": [device_name(d) for d in detectors],
         "motors": [device_name(m) for m in motors],
     }

@@ -11,7 +11,7 @@ are, shift the trajectory by it, and put the motors back whatever happens.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from ._checks import (
     device_name,
     split_args,
 )
-from ._md import plan_md
+from ._md import dimensions, plan_md
 from .patterns import Trajectory
 from .preprocessors import finalize_wrapper
 from .stubs import (
@@ -53,10 +53,11 @@ __all__ = [
     "rel_scan",
     "scan",
     "scan_nd",
+    "relative_to_start",
     "step_scan",
 ]
 
-PerStep = Callable[..., PlanGenerator]
+PerStep: TypeAlias = Callable[..., PlanGenerator]
 _CHECKPOINT = Msg("checkpoint")
 
 
@@ -66,23 +67,23 @@ def step_scan(
     detectors: Sequence[Any],
     motors: Sequence[Any],
     trajectory: Callable[[Mapping[Any, float] | None], Trajectory],
-    md: Callable[[Trajectory], dict[str, Any]],
+    md: Callable[[Trajectory, Mapping[Any, float] | None], dict[str, Any]],
     *,
     per_step: PerStep | None = None,
     relative: bool = False,
 ) -> PlanGenerator:
     """A step scan over ``trajectory(origin)`` (origin: the motors' start positions if relative).
 
-    ``md(trajectory)`` gives the Start metadata. ``per_step(detectors, point, pos_cache)``
+    ``md(trajectory, origin)`` gives the Start metadata. ``per_step(detectors, point, pos_cache)``
     replaces the default step (see :func:`acq.plans.stubs.one_nd_step`).
     """
     core = _step_scan(plan_name, list(detectors), list(motors), trajectory, md, per_step, relative)
     if not relative:
         return core
-    return _relative(list(motors), core)
+    return relative_to_start(list(motors), core)
 
 
-async def _relative(motors: list[Any], core: Any) -> PlanGenerator:
+async def relative_to_start(motors: list[Any], core: Any) -> PlanGenerator:
     """Run ``core``; afterwards put ``motors`` back where they were, whatever happened."""
     origin: dict[Any, Any] = {}
     for motor in motors:
@@ -103,7 +104,7 @@ async def _step_scan(
     detectors: list[Any],
     motors: list[Any],
     trajectory_of: Callable[[Mapping[Any, float] | None], Trajectory],
-    md_of: Callable[[Trajectory], dict[str, Any]],
+    md_of: Callable[[Trajectory, Mapping[Any, float] | None], dict[str, Any]],
     per_step: PerStep | None,
     relative: bool,
 ) -> PlanGenerator:
@@ -117,7 +118,7 @@ async def _step_scan(
     devices = unique_devices([*detectors, *motors])
     for device in devices:
         yield Msg("stage", device)
-    yield Msg("open_run", **md_of(trajectory))
+    yield Msg("open_run", **md_of(trajectory, origin))
     pos_cache: dict[Any, Any] = {}
     if per_step is not None:
         for point in trajectory:
@@ -249,7 +250,7 @@ def _inner(
     def trajectory(origin: Mapping[Any, float] | None) -> Trajectory:
         return _shift(pattern(n, relative_args), origin)
 
-    def md_of(points: Trajectory) -> dict[str, Any]:
+    def md_of(points: Trajectory, origin: Mapping[Any, float] | None) -> dict[str, Any]:
         absolute = [x for m in motors for x in (m, points[0][m], points[-1][m])]
         return plan_md(
             plan,
@@ -259,6 +260,7 @@ def _inner(
             num_points=n,
             pattern=pattern.__name__,
             pattern_args={"num": n, "args": absolute},
+            hints={"dimensions": dimensions(motors, together=True)},
             md=md,
         )
 
@@ -381,8 +383,8 @@ def _list_plan(
             return _shift(patterns.outer_list_product(flat, snake_axes), origin)
         return _shift(patterns.inner_list_product(flat), origin)
 
-    def md_of(points: Trajectory) -> dict[str, Any]:
-        shift = {m: (points[0][m] - g[1][0]) for m, g in zip(motors, groups, strict=True)}
+    def md_of(points: Trajectory, origin: Mapping[Any, float] | None) -> dict[str, Any]:
+        shift = {m: (origin or {}).get(m, 0.0) for m in motors}
         absolute = [
             x
             for m, g in zip(motors, groups, strict=True)
@@ -390,11 +392,11 @@ def _list_plan(
         ]
         pattern_args: dict[str, Any] = {"args": absolute}
         extra: dict[str, Any] = {}
-        hints: dict[str, Any] = {}
+        hints: dict[str, Any] = {"dimensions": dimensions(motors, together=True)}
         if grid:
             pattern_args["snake_axes"] = _snake_names(snake_axes, motors)
             extra = {"shape": lengths, "extents": [[min(g[1]), max(g[1])] for g in groups]}
-            hints = {"gridding": "rectilinear"}
+            hints = {"gridding": "rectilinear"}  # and one dimension per motor
         return plan_md(
             plan,
             detectors=dets,
@@ -496,8 +498,8 @@ def _grid(
     def trajectory(origin: Mapping[Any, float] | None) -> Trajectory:
         return _shift(patterns.outer_product(flat, snake_axes), origin)
 
-    def md_of(points: Trajectory) -> dict[str, Any]:
-        offset = {m: points[0][m] - g[1] for m, g in zip(motors, groups, strict=True)}
+    def md_of(points: Trajectory, origin: Mapping[Any, float] | None) -> dict[str, Any]:
+        offset = {m: (origin or {}).get(m, 0.0) for m in motors}
         absolute = [x for m, s, e, n in groups for x in (m, s + offset[m], e + offset[m], n)]
         return plan_md(
             plan,
@@ -607,7 +609,7 @@ def scan_nd(
     for i, motor in enumerate(motors):
         check_movable("scan_nd", f"motor {i + 1}", motor)
 
-    def md_of(trajectory: Trajectory) -> dict[str, Any]:
+    def md_of(trajectory: Trajectory, origin: Mapping[Any, float] | None) -> dict[str, Any]:
         return plan_md(
             "scan_nd",
             detectors=dets,

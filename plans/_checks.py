@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from acq import Msg, PlanError
@@ -128,17 +128,13 @@ def check_limits(plan: str, trajectory: Trajectory) -> PlanGenerator:
 
 
 async def _check_limits(plan: str, trajectory: Trajectory) -> PlanGenerator:
-    extremes: dict[int, tuple[Any, float, float]] = {}
-    for point in trajectory:
-        for motor, value in point.items():
-            seen = extremes.get(id(motor))
-            if seen is None:
-                extremes[id(motor)] = (motor, value, value)
-            elif value < seen[1] or value > seen[2]:
-                extremes[id(motor)] = (motor, min(seen[1], value), max(seen[2], value))
-    checkers: list[tuple[Callable[..., Any], Any, float]] = []
-    for motor, low, high in extremes.values():
+    motors: dict[int, Any] = {}
+    for point in trajectory[:1] + trajectory[-1:]:  # every point moves the same motors
+        motors.update((id(m), m) for m in point)
+    checks: list[tuple[Any, float]] = []
+    for motor in motors.values():
         if callable(getattr(motor, "check_value", None)):
-            checkers += [(_refuse, motor, low), (_refuse, motor, high)]
-    for check, motor, value in checkers:
-        yield Msg("await", check, plan, motor, value)
+            positions = [p[motor] for p in trajectory if motor in p]
+            checks += [(motor, min(positions)), (motor, max(positions))]
+    for motor, value in checks:
+        yield Msg("await", _refuse, plan, motor, value)

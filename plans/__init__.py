@@ -15,7 +15,7 @@ Start documents.
 
 from __future__ import annotations
 
-from . import patterns, preprocessors, stubs
+from . import patterns, preprocessors, stubs, tools
 from ._special import (
     adaptive_scan,
     fly,
@@ -75,4 +75,5 @@ __all__ = [
     "scan_nd",
     "step_scan",
     "stubs",
+    "tools",
 ]

@@ -20,6 +20,7 @@ from .patterns import Trajectory
 from .stubs import PlanGenerator
 
 __all__ = [
+    "is_limit_check",
     "check_detectors",
     "check_limits",
     "check_movable",
@@ -116,6 +117,11 @@ async def _refuse(plan: str, motor: Any, value: float) -> None:
             f"{plan}(): {device_name(motor)} cannot go to {value} (refused before any "
             f"motion): {exc}"
         ) from exc
+
+
+def is_limit_check(msg: Msg) -> bool:
+    """True for the messages :func:`check_limits` yields (plan tools skip them)."""
+    return msg.command == "await" and msg.obj is _refuse
 
 
 def check_limits(plan: str, trajectory: Trajectory) -> PlanGenerator:

@@ -465,6 +465,12 @@ def make_decorator(
 
         return decorator
 
+    decorator_factory.__name__ = wrapper.__name__.replace("_wrapper", "_decorator")
+    decorator_factory.__qualname__ = decorator_factory.__name__
+    decorator_factory.__doc__ = (
+        f"The decorator form of :func:`{wrapper.__name__}`: "
+        f"``@{decorator_factory.__name__}(...)`` on a plan function wraps its plans."
+    )
     return decorator_factory
 
 

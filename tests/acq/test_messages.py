@@ -543,7 +543,7 @@ async def test_wait_timeout_without_error_on_timeout_returns_and_the_plan_goes_o
 
     async with asyncio.timeout(10):
         result = await RE(plan())
-    assert result.plan_result == ("went on", None, False)
+    assert result.plan_result == ("went on", False, False)  # the reply: not finished
 
 
 async def test_wait_raises_the_error_of_a_status_that_failed_naming_command_and_device(
@@ -607,7 +607,7 @@ async def test_wait_for_an_unknown_group_returns_at_once(RE: RunEngine) -> None:
         yield Return(reply)
 
     async with asyncio.timeout(10):
-        assert (await RE(plan())).plan_result is None
+        assert (await RE(plan())).plan_result is True  # nothing left to wait for
 
 
 # -- sleep / null / checkpoints / rewindable --------------------------------------------------

@@ -22,6 +22,7 @@ from .stubs import PlanGenerator
 __all__ = [
     "is_limit_check",
     "check_detectors",
+    "check_snake_axes",
     "check_limits",
     "check_movable",
     "check_num",
@@ -85,6 +86,21 @@ def check_num(plan: str, argument: str, num: Any, minimum: int = 1) -> int:
     if isinstance(num, bool) or not isinstance(num, numbers.Integral) or num < minimum:
         raise PlanError(f"{plan}(): {argument} must be an integer >= {minimum}, got {num!r}")
     return int(num)
+
+
+def check_snake_axes(plan: str, snake_axes: Any, motors: Sequence[Any]) -> None:
+    """``snake_axes``: None, a bool, or motors of the grid other than the first (slowest)."""
+    if snake_axes is None or isinstance(snake_axes, bool):
+        return
+    for axis in cast(Iterable[Any], snake_axes):
+        if not any(axis is m for m in motors):
+            raise PlanError(
+                f"{plan}(): snake_axes names {device_name(axis)}, not a motor of the grid"
+            )
+        if axis is motors[0]:
+            raise PlanError(
+                f"{plan}(): the first (slowest) motor {device_name(motors[0])} cannot snake"
+            )
 
 
 def split_args(plan: str, args: Sequence[Any], width: int, pattern: str) -> list[list[Any]]:

@@ -24,6 +24,7 @@ from ._checks import (
     check_movable,
     check_num,
     check_number,
+    check_snake_axes,
     device_name,
     split_args,
 )
@@ -90,10 +91,15 @@ async def relative_to_start(motors: list[Any], core: Any) -> PlanGenerator:
         origin[motor] = yield where(motor)
 
     async def go_back() -> PlanGenerator:
+        """Move back the motors that are not where they started (none, if refused early)."""
         group = new_group("reset")
+        moved = False
         for motor, position in origin.items():
-            yield Msg("set", motor, position, group=group)
-        yield Msg("wait", None, group=group)
+            if (yield where(motor)) != position:
+                yield Msg("set", motor, position, group=group)
+                moved = True
+        if moved:
+            yield Msg("wait", None, group=group)
 
     result = yield finalize_wrapper(core, go_back)
     yield Return(result)
@@ -251,7 +257,11 @@ def _inner(
         return _shift(pattern(n, relative_args), origin)
 
     def md_of(points: Trajectory, origin: Mapping[Any, float] | None) -> dict[str, Any]:
-        absolute = [x for m in motors for x in (m, points[0][m], points[-1][m])]
+        pattern_args: dict[str, Any] = {"num": n}
+        if pattern is patterns.log_product and origin is not None:  # not affine: keep offsets
+            pattern_args |= {"args": relative_args, "offsets": [origin[m] for m in motors]}
+        else:
+            pattern_args["args"] = [x for m in motors for x in (m, points[0][m], points[-1][m])]
         return plan_md(
             plan,
             detectors=dets,
@@ -259,7 +269,7 @@ def _inner(
             plan_args={"detectors": dets, "num": n, "args": relative_args, "per_step": per_step},
             num_points=n,
             pattern=pattern.__name__,
-            pattern_args={"num": n, "args": absolute},
+            pattern_args=pattern_args,
             hints={"dimensions": dimensions(motors, together=True)},
             md=md,
         )
@@ -371,6 +381,7 @@ def _list_plan(
     dets = check_detectors(plan, detectors)
     groups = _lists(plan, args)
     motors = [g[0] for g in groups]
+    check_snake_axes(plan, snake_axes, motors)
     lengths = [len(g[1]) for g in groups]
     if not grid and len(set(lengths)) > 1:
         named = ", ".join(f"{device_name(m)}: {n}" for m, n in zip(motors, lengths, strict=True))
@@ -482,16 +493,7 @@ def _grid(
         check_number(plan, f"stop of {device_name(motor)}", stop)
         check_num(plan, f"num of {device_name(motor)}", num)
     motors = [g[0] for g in groups]
-    if snake_axes not in (None, True, False):
-        for axis in snake_axes:  # pyright: ignore[reportGeneralTypeIssues, reportOptionalIterable]
-            if not any(axis is m for m in motors):
-                raise PlanError(
-                    f"{plan}(): snake_axes names {device_name(axis)}, not a motor of the grid"
-                )
-        if snake_axes and snake_axes[0] is motors[0]:  # pyright: ignore[reportIndexIssue, reportOptionalSubscript]
-            raise PlanError(
-                f"{plan}(): the first (slowest) motor {device_name(motors[0])} cannot snake"
-            )
+    check_snake_axes(plan, snake_axes, motors)
     flat = [x for g in groups for x in g]
     shape = [int(g[3]) for g in groups]
 

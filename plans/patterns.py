@@ -61,11 +61,18 @@ def inner_product(num: int, args: Sequence[Any]) -> Trajectory:
     )
 
 
-def log_product(num: int, args: Sequence[Any]) -> Trajectory:
-    """As :func:`inner_product`, with positions evenly spaced on a log scale."""
+def log_product(
+    num: int, args: Sequence[Any], offsets: Sequence[float] | None = None
+) -> Trajectory:
+    """As :func:`inner_product`, with positions evenly spaced on a log scale.
+
+    ``offsets`` (one per motor) shift each motor's positions: a relative log scan
+    spaces the offsets from where the motors were, not the positions.
+    """
+    shifts = list(offsets) if offsets is not None else [0.0] * (len(args) // 3)
     return _zip(
         {
-            args[i]: _floats(np.geomspace(args[i + 1], args[i + 2], num))
+            args[i]: _floats(np.geomspace(args[i + 1], args[i + 2], num) + shifts[i // 3])
             for i in range(0, len(args), 3)
         }
     )

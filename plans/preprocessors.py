@@ -133,12 +133,12 @@ async def pchain(*plans: Any) -> PlanGenerator:
     """Run plans one after another; result: the list of their results."""
     results: list[Any] = []
     for plan in plans:
-        results.append((yield plan))
+        results.append((yield as_plan(plan)))
     yield Return(results)
 
 
 def _fresh(plan: PlanLike) -> Any:
-    return plan() if callable(plan) else plan
+    return as_plan(plan() if callable(plan) else plan)
 
 
 async def _then(msg: Msg, plan: PlanLike) -> PlanGenerator:
@@ -173,7 +173,7 @@ async def finalize_wrapper(plan: Any, final_plan: PlanLike) -> PlanGenerator:
     ``final_plan`` is a plan or a function returning one (needed if it may run twice).
     """
     try:
-        result = yield plan
+        result = yield as_plan(plan)
     except GeneratorExit:
         raise
     except BaseException:
@@ -197,7 +197,7 @@ async def contingency_wrapper(
     unless ``auto_raise`` is False); ``else_plan`` after success; ``final_plan`` always.
     """
     try:
-        result = yield plan
+        result = yield as_plan(plan)
     except GeneratorExit:
         raise
     except Exception as exc:
@@ -229,7 +229,7 @@ async def run_wrapper(plan: Any, *, md: Mapping[str, Any] | None = None) -> Plan
     """
     yield Msg("open_run", **dict(md or {}))
     try:
-        result = yield plan
+        result = yield as_plan(plan)
     except GeneratorExit:
         raise
     except Exception as exc:

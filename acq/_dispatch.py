@@ -113,6 +113,7 @@ class Subscription:
 
 _STOP: Any = object()
 _BATCH = 256  # quick callbacks run this many documents per turn before letting others in
+_HANDOFF = 64  # documents handed to a subscriber's thread at once (or at the loop's next turn)
 
 
 class _Worker:
@@ -231,13 +232,18 @@ class _LoopWorker(_Worker):
 class _ThreadWorker(_Worker):
     """A worker thread: for plain-function callbacks, so slow ones never block the loop.
 
-    The queue is a ``SimpleQueue`` (a lock-free C put); its bound is kept with two
+    Documents cross to the thread in batches: the loop side appends to a list and hands
+    the list over when it holds ``_HANDOFF`` documents or at the loop's next turn,
+    whichever comes first. Waking a sleeping thread per document cost ~2 µs of the
+    engine's time per event (a futex wake and a GIL hand-off); per batch it is noise.
+    The queue is a ``SimpleQueue`` (a lock-free C put); the bound is kept with two
     counters, each written by one thread only: documents put (loop) and taken (worker).
     """
 
     def __init__(self, sub: Subscription, errors: list[CallbackError]) -> None:
         super().__init__(sub, errors)
-        self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._batch: list[tuple[str, Any]] = []
         self._put = 0
         self._taken = 0
         self._thread = threading.Thread(
@@ -249,11 +255,22 @@ class _ThreadWorker(_Worker):
         if self._put - self._taken >= self.sub.maxsize:
             return False
         self._put += 1
-        self._queue.put(item)
+        batch = self._batch
+        batch.append(item)
+        if len(batch) >= _HANDOFF:
+            self._hand_over()
+        elif len(batch) == 1:
+            self._loop.call_soon(self._hand_over)
         return True
+
+    def _hand_over(self) -> None:
+        if self._batch:
+            self._queue.put(self._batch)
+            self._batch = []
 
     async def put(self, item: tuple[str, dict[str, Any]]) -> None:
         delay = 0.0005
+        self._hand_over()  # what is waiting goes first, so the thread can make room
         while not self.put_nowait(item):
             if self.sub.overflow == "drop":
                 self.dropped += 1
@@ -267,27 +284,30 @@ class _ThreadWorker(_Worker):
         callback = self.sub.callback
         get = self._queue.get
         while True:
-            name, doc = get()
-            if name == "":
-                if isinstance(doc, threading.Event):
-                    doc.set()
-                    return
-                self._loop.call_soon_threadsafe(_set_done, cast("asyncio.Future[None]", doc))
+            batch = get()
+            if isinstance(batch, threading.Event):
+                batch.set()
+                return
+            if isinstance(batch, asyncio.Future):
+                self._loop.call_soon_threadsafe(_set_done, cast("asyncio.Future[None]", batch))
                 continue
-            try:
-                callback(name, doc)
-            except Exception as exc:  # noqa: BLE001 -- reported, never breaks the plan
-                self._loop.call_soon_threadsafe(self._report, name, exc)
-            self._taken += 1
+            for name, doc in batch:
+                try:
+                    callback(name, doc)
+                except Exception as exc:  # noqa: BLE001 -- reported, never breaks the plan
+                    self._loop.call_soon_threadsafe(self._report, name, exc)
+                self._taken += 1
 
     async def drain(self) -> None:
         done: asyncio.Future[None] = self._loop.create_future()
-        self._queue.put(("", done))  # markers do not count against the bound
+        self._hand_over()
+        self._queue.put(done)  # markers do not count against the bound
         await done
 
     async def close(self) -> None:
         finished = threading.Event()
-        self._queue.put(("", finished))
+        self._hand_over()
+        self._queue.put(finished)
         await asyncio.to_thread(self._thread.join)
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from ._best_effort import BestEffort
+from ._grid import LiveGrid
+from ._live_figure import LiveFigure
 from ._peaks import GaussianFit, PeakStatistics, PeakStats, fit_gaussian, peak_stats
+from ._plots import LivePlot, LiveScatter
 from ._progress import MoveProgress, ProgressBar, watch_progress
 from ._serializers import (
     DocumentFileWriter,
@@ -14,6 +18,11 @@ from ._serializers import (
 from ._table import LiveTable
 
 __all__: list[str] = [
+    "LivePlot",
+    "LiveGrid",
+    "LiveScatter",
+    "LiveFigure",
+    "BestEffort",
     # table, peak statistics, progress
     "LiveTable",
     "PeakStats",

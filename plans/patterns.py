@@ -139,8 +139,31 @@ def points(points: Sequence[dict[Hashable, float]]) -> Trajectory:
     return [{k: float(v) for k, v in p.items()} for p in points]
 
 
-def _pair(x_key: Any, y_key: Any, xs: list[float], ys: list[float]) -> Trajectory:
-    return [{x_key: x, y_key: y} for x, y in zip(xs, ys, strict=True)]
+def _in_box(
+    x_motor: Any,
+    y_motor: Any,
+    centre: tuple[float, float],
+    size: tuple[float, float],
+    aspect: float,
+    tilt: float,
+    polar: Iterable[tuple[float, float]],
+) -> Trajectory:
+    """The points ``(radius, angle)`` of ``polar`` that fall inside the (tilted) box.
+
+    ``aspect`` stretches y (elliptic rings); the box is ``size`` wide around ``centre``.
+    """
+    half_x, half_y = size[0] / 2, size[1] / (2 * aspect)
+    tilt_tan = math.tan(tilt + math.pi / 2)
+    points: Trajectory = []
+    for radius, angle in polar:
+        x, y = radius * math.cos(angle), radius * math.sin(angle)
+        if abs(x - y / tilt_tan) <= half_x and abs(y) <= half_y:
+            points.append({x_motor: centre[0] + x, y_motor: centre[1] + y * aspect})
+    return points
+
+
+def _reach(x_range: float, y_range: float, aspect: float) -> float:
+    return math.hypot(x_range / 2, y_range / (2 * aspect))
 
 
 def spiral(
@@ -162,21 +185,13 @@ def spiral(
     left out; ``dr_y`` makes the rings elliptic.
     """
     aspect = 1.0 if dr_y is None else dr_y / dr
-    half_x, half_y = x_range / 2, y_range / (2 * aspect)
-    tilt_tan = math.tan(tilt + math.pi / 2)
-    rings = 1 + int(math.hypot(half_x, half_y) / dr)
-    xs: list[float] = []
-    ys: list[float] = []
-    for ring in range(1, rings + 2):
-        count = int(ring * nth)
-        for k in range(count):
-            angle = 2 * math.pi * k / (ring * nth)
-            x = ring * dr * math.cos(angle)
-            y = ring * dr * math.sin(angle) * aspect
-            if abs(x - (y / aspect) / tilt_tan) <= half_x and abs(y / aspect) <= half_y:
-                xs.append(x_start + x)
-                ys.append(y_start + y)
-    return _pair(x_motor, y_motor, xs, ys)
+    rings = 1 + int(_reach(x_range, y_range, aspect) / dr)
+    polar = (
+        (ring * dr, 2 * math.pi * k / (ring * nth))
+        for ring in range(1, rings + 2)
+        for k in range(int(ring * nth))
+    )
+    return _in_box(x_motor, y_motor, (x_start, y_start), (x_range, y_range), aspect, tilt, polar)
 
 
 _GOLDEN_ANGLE = math.radians(137.508)
@@ -200,19 +215,9 @@ def spiral_fermat(
     The points cover the box evenly, which suits ptychography.
     """
     aspect = 1.0 if dr_y is None else dr_y / dr
-    half_x, half_y = x_range / 2, y_range / (2 * aspect)
-    tilt_tan = math.tan(tilt + math.pi / 2)
-    count = int((1.5 * math.hypot(half_x, half_y) / (dr / factor)) ** 2)
-    xs: list[float] = []
-    ys: list[float] = []
-    for i in range(1, count):
-        radius = math.sqrt(i) * dr / factor
-        x = radius * math.cos(_GOLDEN_ANGLE * i)
-        y = radius * math.sin(_GOLDEN_ANGLE * i) * aspect
-        if abs(x - (y / aspect) / tilt_tan) <= half_x and abs(y) <= half_y:
-            xs.append(x_start + x)
-            ys.append(y_start + y)
-    return _pair(x_motor, y_motor, xs, ys)
+    count = int((1.5 * _reach(x_range, y_range, aspect) / (dr / factor)) ** 2)
+    polar = ((math.sqrt(i) * dr / factor, _GOLDEN_ANGLE * i) for i in range(1, count))
+    return _in_box(x_motor, y_motor, (x_start, y_start), (x_range, y_range), aspect, tilt, polar)
 
 
 def spiral_square(
@@ -234,18 +239,21 @@ def spiral_square(
     dy = y_range / (y_num - 1) if y_num > 1 else 0.0
     # grid indices relative to the centre; even counts put the centre between points
     i, j = (x_num - 1) // 2, (y_num - 1) // 2
-    xs: list[float] = []
-    ys: list[float] = []
+    points: Trajectory = []
 
     def visit(a: int, b: int) -> None:
         if 0 <= a < x_num and 0 <= b < y_num:
-            xs.append(x_center + (a - (x_num - 1) / 2) * dx)
-            ys.append(y_center + (b - (y_num - 1) / 2) * dy)
+            points.append(
+                {
+                    x_motor: x_center + (a - (x_num - 1) / 2) * dx,
+                    y_motor: y_center + (b - (y_num - 1) / 2) * dy,
+                }
+            )
 
     visit(i, j)
     leg, direction = 1, 0
     moves = ((1, 0), (0, 1), (-1, 0), (0, -1))
-    while len(xs) < x_num * y_num:
+    while len(points) < x_num * y_num:
         for _ in range(2):
             step_x, step_y = moves[direction % 4]
             for _ in range(leg):
@@ -253,4 +261,4 @@ def spiral_square(
                 visit(i, j)
             direction += 1
         leg += 1
-    return _pair(x_motor, y_motor, xs, ys)
+    return points

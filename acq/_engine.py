@@ -86,6 +86,10 @@ class RunEngine:
             for a deferred pause, a second within 10 s for a pause now.
         record_interruptions: record each pause, resume and suspension as an event of
             an ``interruptions`` stream in every open run (``RE.record_interruptions``).
+        catalog: where every document of every run is stored (a critical subscriber,
+            see :mod:`acq.catalog`): ``"default"`` (``ACQ_CATALOG``, else the per-user
+            data directory), a URL or SQLite path, a ``DocumentStore`` or ``Catalog``,
+            or None for no storage. ``RE.catalog`` reads the runs back.
 
     Example:
         >>> RE = RunEngine()
@@ -99,11 +103,18 @@ class RunEngine:
         md_validator: Callable[[dict[str, Any]], Any] | None = None,
         handle_sigint: bool = True,
         record_interruptions: bool = False,
+        catalog: object = "default",
     ) -> None:
         self.md: MutableMapping[str, Any] = {} if md is None else md
         self.md_validator = md_validator
         self.record_interruptions = record_interruptions
         self._dispatcher = Dispatcher()
+        from .catalog._catalog import catalog_for  # acq.catalog loads SQLAlchemy lazily
+
+        self.catalog = catalog_for(catalog)
+        """The :class:`~acq.catalog.Catalog` this engine stores runs in, or None."""
+        if self.catalog is not None:
+            self.subscribe(self.catalog.store, critical=True)
         self.preprocessors: list[Callable[[Plan], Any]] = []
         """Functions applied to every plan ``RE(...)`` runs, in order (e.g. a
         ``SupplementalData``): each takes a plan and returns a plan."""

@@ -1,16 +1,31 @@
-"""The ``acq`` command line: ``acq demo`` runs a scan on the simulated beamline."""
+"""The ``acq`` command line.
+
+* ``acq demo`` -- run a scan on the simulated beamline (stored in the catalog);
+* ``acq runs [key=value ...]`` -- the newest runs in the catalog, optionally filtered;
+* ``acq show <id>`` -- one run: metadata, streams and its primary data as a table;
+* ``acq export <id> --format csv|nexus -o <path>`` -- one run to a file.
+
+``<id>`` is a scan_id (``42``), a position from the newest (``-1``) or a uid prefix.
+``--catalog`` picks the catalog (a path or URL); by default the one ``RunEngine()``
+writes to (``ACQ_CATALOG``, else the per-user data directory).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import sys
 import time
 from collections.abc import AsyncGenerator, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
+import numpy as np
 from acq.devices.sim import sim_beamline
 
 from acq import Msg, RunEngine
+from acq.catalog import Catalog, CatalogError, Run, export_csv, export_nexus
 
 __all__ = ["main"]
 
@@ -76,18 +91,166 @@ async def _demo(num: int) -> int:
     result = await RE(
         _demo_scan(beamline.det, beamline.x, -3.0, 3.0, num), _Table(), purpose="demo"
     )
+    if RE.catalog is not None:
+        print(_how_to_get_back(RE.catalog, result.run_start_uids[0]))
     return 0 if result.exit_status == "success" else 1
+
+
+def _how_to_get_back(catalog: Catalog, uid: str) -> str:
+    run = catalog[uid]
+    scan_id = run.scan_id if run.scan_id is not None else repr(uid[:8])
+    return (
+        f"Stored as scan_id {run.scan_id} (uid {uid[:8]}) in the catalog {catalog.location}\n"
+        f"Get it back:  acq show {scan_id}    (acq runs lists the newest runs;\n"
+        f"              acq export {scan_id} --format csv -o scan.csv writes a file)\n"
+        f"In Python:    from acq.catalog import Catalog\n"
+        f"              Catalog()[{scan_id}].primary.read()['det']"
+    )
+
+
+# -- the catalog: runs, show, export ------------------------------------------------------
+
+
+def _open_catalog(where: str | None) -> Catalog:
+    return Catalog(where)
+
+
+def _lookup(catalog: Catalog, ident: str) -> Run:
+    """A run by scan_id, position (-1) or uid prefix (digits too: "4711" may start a uid)."""
+    try:
+        number = int(ident)
+    except ValueError:
+        return catalog[ident]
+    try:
+        return catalog[number]
+    except KeyError:
+        if number <= 0:
+            raise
+        try:
+            return catalog[ident]
+        except KeyError:
+            raise KeyError(f"no run with scan_id {number} or uid starting {ident!r}") from None
+
+
+def _when(t: float | None) -> str:
+    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def _value(text: str) -> Any:
+    """A command-line value: JSON when it parses (numbers, true, lists), else text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _runs(catalog: Catalog, limit: int, filters: list[str]) -> str:
+    equals: dict[str, Any] = {}
+    for item in filters:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"filters are key=value (e.g. sample.name=Si), got {item!r}")
+        equals[key] = _value(value)
+    results = catalog.search(**equals) if equals else catalog
+    lines = [f"{'scan_id':>7}  {'uid':8}  {'start':19}  {'plan':14}  {'status':10}  events"]
+    for run in results.page(1, size=limit):
+        stop = run.stop or {}
+        counts: dict[str, Any] = stop.get("num_events") or {}
+        events = " ".join(f"{k}:{v}" for k, v in counts.items())
+        lines.append(
+            f"{run.scan_id!s:>7}  {run.uid[:8]}  {_when(run.start.get('time'))}  "
+            f"{str(run.start.get('plan_name', '-'))[:14]:14}  {run.exit_status[:10]:10}  {events}"
+        )
+    if len(lines) == 1:
+        lines.append("(no runs)")
+    lines.append(f"catalog: {catalog.location}")
+    return "\n".join(lines)
+
+
+def _show(run: Run, rows: int) -> str:
+    start, stop = run.start, run.stop
+    lines = [
+        f"Run {run.uid}  scan_id {run.scan_id}  plan {start.get('plan_name', '-')}  "
+        f"{run.exit_status}",
+        f"start {_when(start.get('time'))}   stop {_when(stop.get('time') if stop else None)}",
+    ]
+    if stop and stop.get("reason"):
+        lines.append(f"reason: {stop['reason']}")
+    lines.append("metadata:")
+    skip = {"uid", "time", "scan_id", "plan_name", "versions", "plan_args", "hints"}
+    lines += [f"  {k}: {v!r}" for k, v in start.items() if k not in skip]
+    lines.append("streams:")
+    for name in run.streams:
+        stream = run[name]
+        keys = ", ".join(
+            f"{k} [{dk['units']}]" if dk.get("units") else k for k, dk in stream.data_keys.items()
+        )
+        lines.append(f"  {name}: {keys}")
+    if "primary" in run.streams and rows > 0:
+        data = run.primary.read()
+        keys = [k for k in data if getattr(data[k], "ndim", 1) == 1]
+        lines.append(f"primary ({len(data.seq_num)} events):")
+        lines.append("  " + "  ".join(f"{k:>12}" for k in ["seq_num", *keys]))
+        columns = [np.asarray(data[k]) for k in keys]
+        for i in range(min(rows, len(data.seq_num))):
+            cells = [f"{data.seq_num[i]:>12}", *(_cell(c[i]) for c in columns)]
+            lines.append("  " + "  ".join(cells))
+        if len(data.seq_num) > rows:
+            lines.append(f"  ... ({len(data.seq_num) - rows} more; acq export writes them all)")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float | np.floating):
+        return f"{float(cast(float, value)):>12.6g}"
+    return f"{str(value)[:12]:>12}"
+
+
+def _export(run: Run, fmt: str, output: Path, stream: str) -> Path:
+    if fmt == "csv":
+        return export_csv(run, output, stream)
+    return export_nexus(run, output)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``acq`` command."""
-    parser = argparse.ArgumentParser(prog="acq", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="acq", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run a demo scan and print it as a table")
     demo.add_argument("--num", type=int, default=11, help="number of points (default 11)")
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--catalog", help="catalog path or URL (default: the RunEngine default)")
+    runs = commands.add_parser("runs", parents=[where], help="list the newest runs")
+    runs.add_argument("filters", nargs="*", help="key=value metadata filters (sample.name=Si)")
+    runs.add_argument("--limit", type=int, default=20, help="runs to list (default 20)")
+    show = commands.add_parser("show", parents=[where], help="print one run")
+    show.add_argument("id", help="scan_id, -1 for the newest, or a uid prefix")
+    show.add_argument("--rows", type=int, default=20, help="primary rows to print (default 20)")
+    export = commands.add_parser("export", parents=[where], help="write one run to a file")
+    export.add_argument("id", help="scan_id, -1 for the newest, or a uid prefix")
+    export.add_argument("--format", choices=("csv", "nexus"), required=True)
+    export.add_argument("-o", "--output", type=Path, required=True, help="the file to write")
+    export.add_argument("--stream", default="primary", help="stream for csv (default primary)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         if args.num < 1:
             parser.error(f"--num must be at least 1, got {args.num}")
         return asyncio.run(_demo(args.num))
-    return 2  # pragma: no cover -- argparse rejects unknown commands
+    catalog = _open_catalog(args.catalog)
+    try:
+        if args.command == "runs":
+            print(_runs(catalog, max(args.limit, 1), args.filters))
+        elif args.command == "show":
+            print(_show(_lookup(catalog, args.id), args.rows))
+        else:
+            path = _export(_lookup(catalog, args.id), args.format, args.output, args.stream)
+            print(f"wrote {path}")
+    except (KeyError, IndexError, ValueError, CatalogError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"acq {args.command}: {message}", file=sys.stderr)
+        return 1
+    finally:
+        catalog.close()
+    return 0

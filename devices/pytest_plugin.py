@@ -4,7 +4,10 @@ Installing acq registers this module with pytest (entry point ``pytest11``, name
 ``acq``), so a downstream test suite gets, with no import and no ``conftest.py``:
 
 * ``RE`` -- a fresh :class:`~acq.RunEngine` per test, its documents recorded in
-  ``documents`` (Ctrl-C is left to pytest: ``handle_sigint=False``).
+  ``documents`` (Ctrl-C is left to pytest: ``handle_sigint=False``). It stores its
+  runs, as in production, in a catalog of its own in ``tmp_path``
+  (``RE.catalog[-1].primary.read()``): a document the catalog cannot store fails the
+  test's run as it would fail a real one, and the user's catalog is never touched.
 * ``documents`` -- the :class:`DocumentRecorder` of that engine: every document, in
   order, with helpers to pick them by name, stream and data key.
 * ``sim_beamline`` -- a connected :func:`acq.devices.sim.sim_beamline` (async
@@ -153,13 +156,18 @@ def _documents() -> DocumentRecorder:
 
 
 @pytest.fixture(name="RE")
-def _run_engine(documents: DocumentRecorder) -> RunEngine:
-    """A fresh RunEngine whose documents are recorded in ``documents``."""
+def _run_engine(documents: DocumentRecorder, tmp_path: Path) -> Iterator[RunEngine]:
+    """A fresh RunEngine whose documents are recorded in ``documents``.
+
+    Its catalog is a SQLite file in ``tmp_path``, closed after the test.
+    """
     from acq import RunEngine
 
-    engine = RunEngine(handle_sigint=False)
+    engine = RunEngine(handle_sigint=False, catalog=tmp_path / "catalog.db")
     engine.subscribe(documents, thread=False)
-    return engine
+    yield engine
+    if engine.catalog is not None:
+        engine.catalog.close()
 
 
 @_async_fixture(name="sim_beamline")

@@ -1,13 +1,34 @@
-"""Fixtures for acq's own tests."""
+"""Fixtures for acq's own tests.
+
+Every ``RunEngine()`` stores its runs in the default catalog; for the whole test session
+(subprocesses included) that is a temporary directory, never the user's data directory
+(``ACQ_CATALOG`` / ``ACQ_DATA_DIR`` are set in :func:`pytest_configure`).
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
 from support import DocChecker
 
 from acq import RunEngine
+
+_CATALOG_DIR = tempfile.mkdtemp(prefix="acq-test-catalog-")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Send the default catalog of every engine to a temporary directory."""
+    os.environ["ACQ_DATA_DIR"] = _CATALOG_DIR
+    os.environ["ACQ_CATALOG"] = os.path.join(_CATALOG_DIR, "catalog.db")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's catalog."""
+    shutil.rmtree(_CATALOG_DIR, ignore_errors=True)
 
 
 @pytest.fixture

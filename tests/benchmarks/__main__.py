@@ -20,6 +20,10 @@ N, where that difference drowns in noise, the row falls back to ``T(N) / N`` and
 acq runs on the caller's loop (``asyncio.run`` here). bluesky's RunEngine runs its own
 loop in a thread and is called synchronously, as in a terminal session.
 
+Engines run with ``catalog=None`` so that the engine is measured; the catalog's own
+numbers (write, search and read times on SQLite and PostgreSQL) come after, from
+``tests/benchmarks/catalog.py`` (``--catalog-backends``, ``--postgres-url``).
+
 Prints a table and writes the rows to ``bench-results.json`` (``--output``).
 """
 
@@ -193,7 +197,7 @@ def _per_unit(full: Sequence[float], empty: Sequence[float], n: int) -> tuple[fl
 async def _acq_times(case: Case, n: int, repeat: int) -> tuple[list[float], list[float]]:
     motor = Motor("motor")
     det = Detector("det", motor)
-    RE = acq.RunEngine()
+    RE = acq.RunEngine(catalog=None)  # the engine alone (catalog.py measures storage)
     RE.subscribe(_noop)
     await RE(case.plan(acq.Msg, det, motor, min(n, 100)))  # warm up
     full: list[float] = []
@@ -357,6 +361,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--output", type=Path, default=Path("bench-results.json"), help="where to write JSON"
     )
+    parser.add_argument(
+        "--catalog-backends",
+        default="sqlite,postgresql",
+        help="catalog benchmark backends, comma-separated ('' for none)",
+    )
+    parser.add_argument("--postgres-url", default=None, help="catalog benchmark: use this database")
     args = parser.parse_args(argv)
     n_base = 200 if args.quick else (args.n or 40_000)
     repeat = args.repeat or (1 if args.quick else 3)
@@ -374,8 +384,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"  {s['points']:>9} points  {s['seconds']:>7.2f} s  peak RSS {s['peak_rss_mib']} MiB"
         )
+    from . import catalog as catalog_benchmark  # it uses this module's devices and plans
+
+    backends = [b for b in args.catalog_backends.split(",") if b]
+    catalog_numbers = catalog_benchmark.run(args.quick, backends, args.postgres_url)
+    from . import scenarios  # the rest of issue #8's rows (sim devices, subscribers, fly, ...)
+
+    scenario_rows = scenarios.run(args.quick)
+    print(scenarios.format_rows(scenario_rows))
     document = report(rows, n_base, repeat, time.perf_counter() - t0)
     document["soak"] = soaks
+    document["scenarios"] = scenario_rows
+    document["catalog"] = catalog_numbers
     args.output.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {args.output}")
     return 0

@@ -46,7 +46,7 @@ class _Counter:
 async def soak(n: int) -> dict[str, Any]:
     """Run ``n`` points; return points, seconds and peak RSS in MiB."""
     det = Detector("det", Motor("motor"))
-    RE = acq.RunEngine()
+    RE = acq.RunEngine(catalog=None)  # memory of the engine itself
     counter = _Counter()
     RE.subscribe(counter)  # the default: a worker thread
     t0 = time.perf_counter()

@@ -17,7 +17,7 @@ def test_quick_benchmark_writes_a_positive_row_per_case_for_both_engines(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     output = tmp_path / "bench-results.json"
-    assert main(["--quick", "--output", str(output)]) == 0
+    assert main(["--quick", "--output", str(output), "--catalog-backends", "sqlite"]) == 0
 
     rows = {row["name"]: row for row in json.loads(output.read_text())["rows"]}
     assert set(rows) == {"null", "count", "scan"}
@@ -26,6 +26,9 @@ def test_quick_benchmark_writes_a_positive_row_per_case_for_both_engines(
         for key in ("acq_us", "bluesky_us", "ratio"):
             assert math.isfinite(row[key]), (key, row)
             assert row[key] > 0, (key, row)
+    catalog = json.loads(output.read_text())["catalog"]["sqlite"]
+    assert catalog["write"]["events_per_s"] > 0
+    assert catalog["read"]["read_s"] > 0
     table = capsys.readouterr().out
     assert "bluesky/acq" in table
     assert f"wrote {output}" in table

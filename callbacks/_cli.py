@@ -1,6 +1,7 @@
 """The ``acq`` command line.
 
-* ``acq demo`` -- run a scan on the simulated beamline (stored in the catalog);
+* ``acq demo`` -- scan the simulated beamline: a live table, a progress bar, a saved
+  plot, and the run stored in the catalog;
 * ``acq runs [key=value ...]`` -- the newest runs in the catalog, optionally filtered;
 * ``acq show <id>`` -- one run: metadata, streams and its primary data as a table;
 * ``acq export <id> --format csv|nexus -o <path>`` -- one run to a file.
@@ -17,80 +18,37 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
+from acq.callbacks import LivePlot, LiveTable, ProgressBar
 from acq.devices.sim import sim_beamline
+from acq.plans import scan
 
-from acq import Msg, RunEngine
-from acq.catalog import Catalog, CatalogError, Run, export_csv, export_nexus
+from acq import RunEngine
+from acq.catalog import Catalog, CatalogError, Run, data_dir, export_csv, export_nexus
 
 __all__ = ["main"]
 
 
-async def _demo_scan(
-    det: Any, motor: Any, start: float, stop: float, num: int
-) -> AsyncGenerator[Msg, Any]:
-    """A step scan, written out message by message (acq.plans.scan will replace it)."""
-    step = (stop - start) / (num - 1) if num > 1 else 0.0
-    yield Msg(
-        "open_run",
-        plan_name="demo_scan",
-        detectors=[det.name],
-        motors=[motor.name],
-        num_points=num,
-        hints={"dimensions": [([motor.name], "primary")]},
-    )
-    for i in range(num):
-        yield Msg("checkpoint")
-        yield Msg("set", motor, start + i * step, group="move")
-        yield Msg("wait", group="move")
-        yield Msg("trigger", det, group="det")
-        yield Msg("wait", group="det")
-        yield Msg("create", name="primary")
-        yield Msg("read", motor)
-        yield Msg("read", det)
-        yield Msg("save")
-    yield Msg("close_run")
-
-
-class _Table:
-    """Prints each run's events as rows (a plain stand-in until LiveTable exists)."""
-
-    def __init__(self) -> None:
-        self.keys: list[str] = []
-        self.start: dict[str, Any] = {}
-
-    def __call__(self, name: str, doc: dict[str, Any]) -> None:
-        if name == "start":
-            self.start = doc
-            print(f"Run {doc['uid'][:8]}  scan_id={doc['scan_id']}  plan={doc.get('plan_name')}")
-        elif name == "descriptor":
-            self.keys = list(doc["data_keys"])
-            print("+------+-----------+" + "+".join(["------------"] * len(self.keys)) + "+")
-            print("| seq  | time      |" + "|".join(f"{k:>11} " for k in self.keys) + "|")
-            print("+------+-----------+" + "+".join(["------------"] * len(self.keys)) + "+")
-        elif name == "event":
-            t = time.strftime("%H:%M:%S", time.localtime(doc["time"]))
-            cells = "|".join(f"{doc['data'][k]:>11.4f} " for k in self.keys)
-            print(f"| {doc['seq_num']:>4} | {t:>9} |{cells}|")
-        elif name == "stop":
-            print("+------+-----------+" + "+".join(["------------"] * len(self.keys)) + "+")
-            duration = doc["time"] - self.start.get("time", doc["time"])
-            print(
-                f"exit_status={doc['exit_status']}  events={doc.get('num_events')}  "
-                f"duration={duration:.3f} s"
-            )
-
-
-async def _demo(num: int) -> int:
+async def _demo(num: int, plot: Path | None) -> int:
+    """A scan of the simulated beamline with a live table, a progress bar and a saved plot."""
     RE = RunEngine()
     beamline = await sim_beamline(velocity=50.0, acquire_time=0.01, seed=0)
+    live = LivePlot("det", x="x")
     result = await RE(
-        _demo_scan(beamline.det, beamline.x, -3.0, 3.0, num), _Table(), purpose="demo"
+        scan([beamline.det], beamline.x, -3.0, 3.0, num=num),
+        LiveTable(["x", "det"]),
+        ProgressBar(),
+        live,
+        purpose="demo",
     )
+    await live.wait_drawn()
+    path = plot or data_dir() / "plots" / f"scan-{RE.md.get('scan_id')}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"Plot of det against x: {live.save(path)} (open it in a browser)")
     if RE.catalog is not None:
         print(_how_to_get_back(RE.catalog, result.run_start_uids[0]))
     return 0 if result.exit_status == "success" else 1
@@ -218,8 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="acq", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run a demo scan and print it as a table")
+    demo = commands.add_parser(
+        "demo", help="scan the simulated beamline: table, progress bar, plot, catalog"
+    )
     demo.add_argument("--num", type=int, default=11, help="number of points (default 11)")
+    demo.add_argument(
+        "--plot", type=Path, help="where to write the plot (default: <data dir>/plots/scan-N.html)"
+    )
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument("--catalog", help="catalog path or URL (default: the RunEngine default)")
     runs = commands.add_parser("runs", parents=[where], help="list the newest runs")
@@ -237,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         if args.num < 1:
             parser.error(f"--num must be at least 1, got {args.num}")
-        return asyncio.run(_demo(args.num))
+        return asyncio.run(_demo(args.num, args.plot))
     catalog = _open_catalog(args.catalog)
     try:
         if args.command == "runs":

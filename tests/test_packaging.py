@@ -137,14 +137,22 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert ci[-1] == test_command
 
 
-def test_demo_runs_and_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_prints_a_table_and_a_progress_bar_and_writes_the_plot(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     from acq.callbacks._cli import main
 
-    assert main(["demo", "--num", "3"]) == 0
-    out = capsys.readouterr().out
-    rows = [line for line in out.splitlines() if line.startswith("|") and "seq" not in line]
-    assert len(rows) == 3
-    assert "exit_status=success" in out
+    plot = tmp_path / "demo.html"
+    assert main(["demo", "--num", "3", "--plot", str(plot)]) == 0
+    captured = capsys.readouterr()
+    rows = [line for line in captured.out.splitlines() if line.startswith("|")]
+    assert len(rows) == 4  # the heading and three points
+    assert "exit_status=success" in captured.out
+    assert "3/3" in captured.err  # the progress bar reached the end
+    assert str(plot) in captured.out
+    page = plot.read_text()
+    assert "det vs x" in page  # the figure's title, in a standalone page
+    assert "<script" in page
 
 
 def test_every_subpackage_folder_is_listed_for_installation() -> None:

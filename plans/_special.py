@@ -28,7 +28,7 @@ from ._checks import (
 from ._md import motor_fields, plan_md
 from ._step import PerStep, relative_to_start, step_scan
 from .patterns import Trajectory
-from .stubs import PlanGenerator, new_group, reading_messages, unique_devices, where
+from .stubs import PlanGenerator, new_group, reading_messages, unique_devices
 
 __all__ = [
     "adaptive_scan",
@@ -302,11 +302,14 @@ def _adaptive(
         },
         md=md,
     )  # fmt: skip
-    core = _adaptive_core(
-        plan, dets, target_field, motor, (start, stop), (min_step, max_step),
-        target_delta, backstep, threshold, start_md, relative,
-    )  # fmt: skip
-    return relative_to_start([motor], core) if relative else core
+
+    def core(origin: Mapping[Any, float] | None) -> PlanGenerator:
+        return _adaptive_core(
+            plan, dets, target_field, motor, (start, stop), (min_step, max_step),
+            target_delta, backstep, threshold, start_md, origin[motor] if origin else 0.0,
+        )  # fmt: skip
+
+    return relative_to_start([motor], core) if relative else core(None)
 
 
 async def _adaptive_core(
@@ -320,9 +323,8 @@ async def _adaptive_core(
     backstep: bool,
     threshold: float,
     start_md: dict[str, Any],
-    relative: bool,
+    origin: float,
 ) -> PlanGenerator:
-    origin = (yield where(motor)) if relative else 0.0
     start, stop = span[0] + origin, span[1] + origin
     min_step, max_step = steps
     yield check_limits(plan, [{motor: start}, {motor: stop}])

@@ -78,14 +78,21 @@ def step_scan(
     ``md(trajectory, origin)`` gives the Start metadata. ``per_step(detectors, point, pos_cache)``
     replaces the default step (see :func:`acq.plans.stubs.one_nd_step`).
     """
-    core = _step_scan(plan_name, list(detectors), list(motors), trajectory, md, per_step, relative)
-    if not relative:
-        return core
-    return relative_to_start(list(motors), core)
+    dets, movers = list(detectors), list(motors)
+
+    def core(origin: Mapping[Any, float] | None) -> PlanGenerator:
+        return _step_scan(plan_name, dets, movers, trajectory, md, per_step, origin)
+
+    return relative_to_start(movers, core) if relative else core(None)
 
 
-async def relative_to_start(motors: list[Any], core: Any) -> PlanGenerator:
-    """Run ``core``; afterwards put ``motors`` back where they were, whatever happened."""
+async def relative_to_start(
+    motors: list[Any], core: Callable[[dict[Any, Any]], Any]
+) -> PlanGenerator:
+    """Run ``core(origin)``; afterwards put ``motors`` back at ``origin``, whatever happened.
+
+    ``origin`` maps each motor to where it was before the plan.
+    """
     origin: dict[Any, Any] = {}
     for motor in motors:
         origin[motor] = yield where(motor)
@@ -101,7 +108,7 @@ async def relative_to_start(motors: list[Any], core: Any) -> PlanGenerator:
         if moved:
             yield Msg("wait", None, group=group)
 
-    result = yield finalize_wrapper(core, go_back)
+    result = yield finalize_wrapper(core(origin), go_back)
     yield Return(result)
 
 
@@ -112,13 +119,8 @@ async def _step_scan(
     trajectory_of: Callable[[Mapping[Any, float] | None], Trajectory],
     md_of: Callable[[Trajectory, Mapping[Any, float] | None], dict[str, Any]],
     per_step: PerStep | None,
-    relative: bool,
+    origin: Mapping[Any, float] | None,
 ) -> PlanGenerator:
-    origin: dict[Any, float] | None = None
-    if relative:
-        origin = {}
-        for motor in motors:
-            origin[motor] = yield where(motor)
     trajectory = trajectory_of(origin)
     yield check_limits(plan_name, trajectory)
     devices = unique_devices([*detectors, *motors])

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Coroutine, Hashable, Mapping
 from typing import Any
 
 from ._dispatch import Dispatcher
@@ -97,16 +97,29 @@ class PlanContext:
         self.bundle_marks: dict[Hashable, int] = {}
         self.validate = validate_document
         self.critical_failure: SubscriberError | None = None
-        self._publish = dispatcher.publish
+        self._publish_nowait = dispatcher.publish_nowait
 
     # -- documents --------------------------------------------------------------------------
     async def emit(self, name: str, doc: dict[str, Any]) -> None:
         """Validate ``doc`` and hand it to the subscribers."""
         self.validate(name, doc)
+        rest = self.publish(name, doc)
+        if rest is not None:
+            await rest
+
+    def publish(self, name: str, doc: dict[str, Any]) -> Coroutine[Any, Any, None] | None:
+        """Hand ``doc`` (already checked) to the subscribers; a coroutine if that must wait.
+
+        A critical subscriber's failure is sticky: the run fails even if the plan catches it.
+        """
+        rest = self._publish_nowait(name, doc)
+        return None if rest is None else self._published(rest)
+
+    async def _published(self, rest: Coroutine[Any, Any, None]) -> None:
         try:
-            await self._publish(name, doc)
+            await rest
         except SubscriberError as exc:
-            self.critical_failure = exc  # sticky: the run fails even if the plan catches it
+            self.critical_failure = exc
             raise
 
     def run_for(self, msg: Any, command: str) -> RunBundler:
@@ -143,7 +156,7 @@ class PlanContext:
             validator=self.md_validator,
         )
         self.stash["scan_id"] = scan_id
-        run = RunBundler(doc, self.emit, self._publish)
+        run = RunBundler(doc, self.emit, self.publish)
         self.runs[key] = run
         self.run_start_uids.append(doc["uid"])
         await self.emit("start", doc)

@@ -27,7 +27,7 @@ import logging
 import queue
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, cast
 
@@ -326,11 +326,12 @@ class Dispatcher:
         self._subs: dict[int, Subscription] = {}
         self._tokens = itertools.count(1)
         self._workers: dict[int, _Worker] = {}
-        self._critical: list[Subscription] = []
+        self._critical_by_name: dict[str, tuple[Subscription, ...]] = {}
         self._by_name: dict[str, tuple[_Worker, ...]] = {}
         self.errors: list[CallbackError] = []
         self._retired: list[_Worker] = []
         self.active = False
+        self._rebuild()
 
     # -- subscriptions ------------------------------------------------------------------
     def subscribe(self, sub: Subscription) -> int:
@@ -400,13 +401,48 @@ class Dispatcher:
                 await worker.close()
 
     def _rebuild(self) -> None:
-        self._critical = [s for s in self._subs.values() if s.critical]
+        self._critical_by_name = {
+            name: tuple(s for s in self._subs.values() if s.critical and s.wants(name))
+            for name in DOCUMENT_NAMES
+        }
         self._by_name = {
             name: tuple(w for w in self._workers.values() if w.sub.wants(name))
             for name in DOCUMENT_NAMES
         }
 
     # -- publishing ---------------------------------------------------------------------
+    def publish_nowait(self, name: str, doc: dict[str, Any]) -> Coroutine[Any, Any, None] | None:
+        """Hand ``doc`` to every subscriber of ``name``, as far as that takes no waiting.
+
+        Critical subscribers are called first (in subscription order), then the document
+        is queued for every other one. Returns None when that was all; otherwise a
+        coroutine that the caller must await to finish the job: a critical subscriber
+        returned an awaitable (a catalog's commit of a Start), a queue was full (its
+        overflow policy applies), or a critical subscriber raised (the coroutine raises
+        :class:`SubscriberError` once every subscriber has the document).
+        """
+        failure: SubscriberError | None = None
+        awaited: list[tuple[Subscription, Any]] | None = None
+        for sub in self._critical_by_name[name]:
+            try:
+                result = sub.callback(name, doc)
+            except Exception as exc:  # noqa: BLE001 -- raised once everyone has the document
+                failure = failure or _critical_error(sub, name, exc)
+            else:
+                if result is not None:
+                    if awaited is None:
+                        awaited = []
+                    awaited.append((sub, result))
+        item = (name, doc)
+        workers = self._by_name[name]
+        for worker in workers:
+            if not worker.put_nowait(item):
+                rest = workers[workers.index(worker) :]
+                return self._publish_rest(name, item, awaited, rest, failure)
+        if awaited is not None or failure is not None:
+            return self._publish_rest(name, item, awaited, (), failure)
+        return None
+
     async def publish(self, name: str, doc: dict[str, Any]) -> None:
         """Hand ``doc`` to every subscriber of ``name``; critical ones are awaited.
 
@@ -414,29 +450,37 @@ class Dispatcher:
             SubscriberError: a critical subscriber failed (after every other subscriber
                 was given the document).
         """
-        failure: SubscriberError | None = None
-        for sub in self._critical:
-            if sub.wants(name):
-                try:
-                    await self._call_critical(sub, name, doc)
-                except SubscriberError as exc:
-                    failure = failure or exc
-        item = (name, doc)
-        for worker in self._by_name[name]:
+        rest = self.publish_nowait(name, doc)
+        if rest is not None:
+            await rest
+
+    async def _publish_rest(
+        self,
+        name: str,
+        item: tuple[str, dict[str, Any]],
+        awaited: list[tuple[Subscription, Any]] | None,
+        workers: tuple[_Worker, ...],
+        failure: SubscriberError | None,
+    ) -> None:
+        for sub, result in awaited or ():
+            try:
+                if isinstance(result, Awaitable):
+                    await result
+            except Exception as exc:  # noqa: BLE001 -- raised once everyone has the document
+                failure = failure or _critical_error(sub, name, exc)
+        for worker in workers:
             if not worker.put_nowait(item):
                 await worker.put(item)
         if failure is not None:
             raise failure
 
-    async def _call_critical(self, sub: Subscription, name: str, doc: dict[str, Any]) -> None:
-        try:
-            result = sub.callback(name, doc)
-            if isinstance(result, Awaitable):
-                await result
-        except Exception as exc:
-            raise SubscriberError(
-                f"critical subscriber {sub.label} failed on a {name!r} document: {exc!r}"
-            ) from exc
+
+def _critical_error(sub: Subscription, name: str, exc: Exception) -> SubscriberError:
+    error = SubscriberError(
+        f"critical subscriber {sub.label} failed on a {name!r} document: {exc!r}"
+    )
+    error.__cause__ = exc
+    return error
 
 
 def make_subscription(

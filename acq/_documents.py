@@ -27,7 +27,15 @@ from __future__ import annotations
 import copy
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from typing import Any, cast
 
 import event_model.basemodels as em
@@ -39,6 +47,7 @@ from ._uid import new_uid
 
 __all__ = [
     "Emit",
+    "Publish",
     "RunBundler",
     "call_maybe_async",
     "iterate_maybe_async",
@@ -46,6 +55,9 @@ __all__ = [
 ]
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
+"""Validate a document, then hand it to the subscribers."""
+Publish = Callable[[str, dict[str, Any]], Coroutine[Any, Any, None] | None]
+"""Hand a document to the subscribers; an awaitable if that takes waiting."""
 
 _MODELS: Mapping[str, type[BaseModel]] = {
     "start": em.RunStart,
@@ -201,7 +213,7 @@ async def _configuration(obj: Any) -> dict[str, Any] | None:
 class RunBundler:
     """Everything about one open run; see the module docstring."""
 
-    def __init__(self, start: dict[str, Any], emit: Emit, publish: Emit) -> None:
+    def __init__(self, start: dict[str, Any], emit: Emit, publish: Publish) -> None:
         self.start = start
         self.uid: str = start["uid"]
         self._emit = emit  # validates, then publishes
@@ -233,6 +245,19 @@ class RunBundler:
             raise IllegalMessageSequence(f"'create' needs a stream name, got {name!r}")
         self._bundle_name = name
 
+    def add_known(self, obj: Any, reading: Mapping[str, Any]) -> bool:
+        """Add a reading of an ``obj`` this run has described, if that is all it takes.
+
+        Returns False, having added nothing, when :meth:`add_reading` must do it: ``obj``
+        is new to the run, writes assets, or was already read into this bundle.
+        """
+        info = self._infos.get(id(obj))
+        if info is None or info.obj is not obj or info.writes_assets or info in self._bundle_infos:
+            return False
+        self._bundle_infos.append(info)
+        self._bundle_readings.append(reading)
+        return True
+
     async def add_reading(self, obj: Any, reading: Mapping[str, Any]) -> None:
         """Add ``obj``'s reading to the open bundle (describing it on first sight)."""
         info = self._infos.get(id(obj))
@@ -261,8 +286,13 @@ class RunBundler:
         self._bundle_readings = []
         self._bundle_assets = []
 
-    async def save(self) -> None:
-        """Emit the open bundle as an Event (with a Descriptor first if needed)."""
+    def save(self) -> Coroutine[Any, Any, None] | None:
+        """Emit the open bundle as an Event (with a Descriptor first if needed).
+
+        The usual event (same devices and keys as the stream's descriptor, no assets)
+        is built and handed over here; None means it is done. Otherwise the reply is a
+        coroutine that the caller awaits: a descriptor to emit, a subscriber to wait for.
+        """
         name = self._bundle_name
         if name is None:
             raise IllegalMessageSequence("'save' without an open bundle: send 'create' first")
@@ -271,24 +301,51 @@ class RunBundler:
         assets = self._bundle_assets
         self._reset_bundle()
         if not infos:
-            return  # nothing read: no empty events
+            return None  # nothing read: no empty events
+        stream = self._streams.get(name)
+        if stream is None or stream.infos != infos or assets or not stream.checked:
+            return self._save(name, infos, readings, assets)
+        for info, reading in zip(infos, readings):  # noqa: B905 -- built in step
+            if reading.keys() != info.read_keys:
+                return self._save(name, infos, readings, assets)
+        return self._publish("event", self._event(stream, readings))
+
+    async def _save(
+        self,
+        name: str,
+        infos: tuple[_ObjInfo, ...],
+        readings: list[Mapping[str, Any]],
+        assets: list[tuple[str, dict[str, Any]]],
+    ) -> None:
         for i, (info, reading) in enumerate(zip(infos, readings, strict=True)):
             if reading.keys() != info.read_keys:
                 infos = await self._relearn(infos, i, reading)
         stream = self._streams.get(name)
         if stream is None or stream.infos != infos:
             stream = await self._new_descriptor(name, infos)
-        seq = stream.seq
         if assets:
             await self._emit_assets(assets, stream, 1)
+        event = self._event(stream, readings)
+        if stream.checked:
+            rest = self._publish("event", event)
+            if rest is not None:
+                await rest
+        else:
+            await self._emit("event", event)
+            stream.checked = True
+
+    @staticmethod
+    def _event(stream: _Stream, readings: list[Mapping[str, Any]]) -> dict[str, Any]:
+        """The next Event of ``stream`` from ``readings`` (its seq_num taken)."""
         data: dict[str, Any] = {}
         timestamps: dict[str, Any] = {}
         for reading in readings:
             for key, value in reading.items():
                 data[key] = value["value"]
                 timestamps[key] = value["timestamp"]
+        seq = stream.seq
         stream.seq = seq + 1
-        event = {
+        return {
             "uid": next(stream.uids),
             "time": time.time(),
             "descriptor": stream.uid,
@@ -297,11 +354,6 @@ class RunBundler:
             "timestamps": timestamps,
             "filled": dict(stream.filled),
         }
-        if stream.checked:
-            await self._publish("event", event)
-        else:
-            await self._emit("event", event)
-            stream.checked = True
 
     # -- descriptors --------------------------------------------------------------------
     async def _learn(self, obj: Any, collect: bool = False) -> _ObjInfo:

@@ -611,8 +611,8 @@ class RunEngine:
             self._current = msg
             try:
                 reply: Any = handler(ctx, msg)
-                if type(reply) is CoroutineType:
-                    reply = await cast("Coroutine[Any, Any, Any]", reply)
+                if type(reply) is CoroutineType:  # an async handler (no cast(): a call)
+                    reply = await reply  # pyright: ignore[reportUnknownVariableType]
             except asyncio.CancelledError as exc:
                 self._current = None
                 if not self._interrupting:

@@ -10,12 +10,12 @@ with the engine's interruption logic; everything else is here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ._context import PlanContext
 from ._dispatch import make_subscription
-from ._documents import call_maybe_async
+from ._documents import RunBundler, call_maybe_async
 from ._errors import DeviceError, IllegalMessageSequence, PlanError
 from ._status import as_status, device_name
 
@@ -73,9 +73,17 @@ def create(ctx: PlanContext, msg: Any) -> None:
     ctx.mark_bundle(msg.run)
 
 
-async def save(ctx: PlanContext, msg: Any) -> None:
-    """Emit the open bundle as an Event."""
-    await ctx.run_for(msg, "save").save()
+def save(ctx: PlanContext, msg: Any) -> Any:
+    """Emit the open bundle as an Event (a coroutine only when that must wait)."""
+    rest = ctx.run_for(msg, "save").save()
+    if rest is not None:
+        return _save_rest(ctx, msg, rest)
+    ctx.forget_bundle(msg.run)
+    return None
+
+
+async def _save_rest(ctx: PlanContext, msg: Any, rest: Awaitable[None]) -> None:
+    await rest
     ctx.forget_bundle(msg.run)
 
 
@@ -85,14 +93,31 @@ def drop(ctx: PlanContext, msg: Any) -> None:
     ctx.forget_bundle(msg.run)
 
 
-async def read(ctx: PlanContext, msg: Any) -> Any:
-    """Read a device; inside a bundle, the reading joins the next Event."""
+def read(ctx: PlanContext, msg: Any) -> Any:
+    """Read a device; inside a bundle, the reading joins the next Event.
+
+    A plain function for the usual case (a dict from a device already described in this
+    run); a coroutine when the reading must be awaited or the device described first.
+    """
     reading: Any = _method(msg, "read", "Readable")()
     if reading.__class__ is not dict and hasattr(reading, "__await__"):
-        reading = await reading
+        return _read_async(ctx, msg, reading)
+    run = ctx.runs.get(msg.run)
+    if run is not None and run.bundling and not run.add_known(msg.obj, reading):
+        return _add_reading(run, msg.obj, reading)
+    return reading
+
+
+async def _read_async(ctx: PlanContext, msg: Any, pending: Any) -> Any:
+    reading = await pending
     run = ctx.runs.get(msg.run)
     if run is not None and run.bundling:
         await run.add_reading(msg.obj, reading)
+    return reading
+
+
+async def _add_reading(run: RunBundler, obj: Any, reading: Any) -> Any:
+    await run.add_reading(obj, reading)
     return reading
 
 
@@ -254,13 +279,18 @@ async def locate(ctx: PlanContext, msg: Any) -> Any:
 
 
 # -- time and groups -----------------------------------------------------------------------
-async def wait(ctx: PlanContext, msg: Any) -> bool:
-    """``Msg('wait', group=..., timeout=None, error_on_timeout=True)``: reply True if done."""
+def wait(ctx: PlanContext, msg: Any) -> Any:
+    """``Msg('wait', group=..., timeout=None, error_on_timeout=True)``: reply True if done.
+
+    Finished statuses are never filed, so a group with nothing filed is done at once
+    (a plain return, no coroutine); otherwise the reply is the coroutine of the wait.
+    """
     kwargs = msg.kwargs
     group = kwargs.get("group", msg.args[0] if msg.args else None)
-    return await ctx.groups.wait(
-        group, kwargs.get("timeout"), bool(kwargs.get("error_on_timeout", True))
-    )
+    groups = ctx.groups
+    if not groups.has(group):
+        return True
+    return groups.wait(group, kwargs.get("timeout"), bool(kwargs.get("error_on_timeout", True)))
 
 
 async def sleep(ctx: PlanContext, msg: Any) -> None:

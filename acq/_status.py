@@ -129,6 +129,10 @@ class StatusGroups:
         else:
             entries.append((command, obj, status))
 
+    def has(self, group: Hashable) -> bool:
+        """True if anything is filed under ``group`` (a ``wait`` for it may have to wait)."""
+        return group in self._groups
+
     def pending(self) -> list[tuple[str, Any, Any]]:
         """Every filed status that has not finished, all groups."""
         return [e for entries in self._groups.values() for e in entries if not _is_done(e[2])]

@@ -221,6 +221,8 @@ class RunBundler:
         self._infos: dict[int, _ObjInfo] = {}
         self._streams: dict[str, _Stream] = {}
         self._bundle_name: str | None = None
+        self.bundling = False
+        """True between ``create`` and ``save``/``drop`` (an attribute: read per message)."""
         self._bundle_infos: list[_ObjInfo] = []
         self._bundle_readings: list[Mapping[str, Any]] = []
         self._bundle_assets: list[tuple[str, dict[str, Any]]] = []
@@ -229,11 +231,6 @@ class RunBundler:
         self.closed = False
 
     # -- bundling: create / read / save / drop -------------------------------------
-    @property
-    def bundling(self) -> bool:
-        """True between ``create`` and ``save``/``drop``."""
-        return self._bundle_name is not None
-
     def create(self, name: str) -> None:
         """Open an event bundle for stream ``name``."""
         if self._bundle_name is not None:
@@ -244,6 +241,7 @@ class RunBundler:
         if not isinstance(name, str) or not name:  # pyright: ignore[reportUnnecessaryIsInstance]
             raise IllegalMessageSequence(f"'create' needs a stream name, got {name!r}")
         self._bundle_name = name
+        self.bundling = True
 
     def add_known(self, obj: Any, reading: Mapping[str, Any]) -> bool:
         """Add a reading of an ``obj`` this run has described, if that is all it takes.
@@ -282,6 +280,7 @@ class RunBundler:
 
     def _reset_bundle(self) -> None:
         self._bundle_name = None
+        self.bundling = False
         self._bundle_infos = []
         self._bundle_readings = []
         self._bundle_assets = []

@@ -35,7 +35,9 @@ class Msg(_MsgFields):
     def __new__(
         cls, command: str, obj: Any = None, *args: Any, run: Hashable | None = None, **kwargs: Any
     ) -> Msg:
-        return super().__new__(cls, command, obj, args, kwargs, run)
+        # tuple.__new__ directly: the namedtuple's own __new__ is one more Python call
+        # per message, and plans build one Msg per message
+        return tuple.__new__(cls, (command, obj, args, kwargs, run))  # pyright: ignore[reportUnknownMemberType]
 
     def __repr__(self) -> str:
         return (

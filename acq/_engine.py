@@ -43,7 +43,7 @@ __all__ = ["RunEngine"]
 
 logger = logging.getLogger("acq.engine")
 
-_YIELD_EVERY = 128  # messages between two chances for other tasks (Ctrl-C, subscribers)
+_YIELD_EVERY = 1024  # messages between two chances for other tasks (Ctrl-C, subscribers)
 
 
 class _Paused(Exception):

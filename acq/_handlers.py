@@ -70,13 +70,13 @@ async def close_run(ctx: PlanContext, msg: Any) -> str:
 def create(ctx: PlanContext, msg: Any) -> None:
     """Open an event bundle: ``Msg('create', name='primary')``."""
     name = msg.kwargs.get("name", msg.args[0] if msg.args else "primary")
-    ctx.run_for(msg, "create").create(name)
+    (ctx.runs.get(msg.run) or ctx.run_for(msg, "create")).create(name)
     ctx.mark_bundle(msg.run)
 
 
 def save(ctx: PlanContext, msg: Any) -> Any:
     """Emit the open bundle as an Event (a coroutine only when that must wait)."""
-    rest = ctx.run_for(msg, "save").save()
+    rest = (ctx.runs.get(msg.run) or ctx.run_for(msg, "save")).save()
     if rest is not None:
         return _save_rest(ctx, msg, rest)
     ctx.forget_bundle(msg.run)

@@ -17,6 +17,16 @@ wall time of ``repeat`` calls of the plan with ``k`` points: the fixed cost of a
 (opening and closing the run, bluesky's hand-over to its thread) is left out. At a tiny
 N, where that difference drowns in noise, the row falls back to ``T(N) / N`` and says so.
 
+The engine's own overhead is what is left of acq's figure once the plan's cost (its
+generator building its Msgs, driven by a loop that does nothing else) and the devices'
+cost (the same ``set``/``trigger``/``read`` calls made directly in a loop) are taken out.
+
+The subscriber: bluesky calls its subscribers inline on its loop; the rows marked
+``loop`` subscribe acq's no-op the same way (``RE.subscribe(cb, thread=False)``, what
+acq's docs advise for a callback that takes no time). The rows marked ``thread`` use
+acq's default for a plain function, a worker thread, which keeps a slow callback off
+the loop and costs a fast one the hand-over of each document to another core.
+
 acq runs on the caller's loop (``asyncio.run`` here). bluesky's RunEngine runs its own
 loop in a thread and is called synchronously, as in a terminal session.
 
@@ -143,24 +153,48 @@ def scan_plan(msg: MsgFactory, det: Detector, motor: Motor, n: int) -> Generator
     yield msg("close_run")
 
 
+# -- the devices' own cost: the calls each plan's messages make, made directly -------------
+
+
+def null_devices(det: Detector, motor: Motor, n: int) -> None:
+    """A null message calls no device."""
+
+
+def count_devices(det: Detector, motor: Motor, n: int) -> None:
+    for _ in range(n):
+        det.trigger()
+        det.read()
+
+
+def scan_devices(det: Detector, motor: Motor, n: int) -> None:
+    for i in range(n):
+        motor.set(float(i))
+        det.trigger()
+        motor.read()
+        det.read()
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
     unit: str
     plan: PlanFactory
+    devices: Callable[[Detector, Motor, int], None]
     scale: int  # this case's N is N_base // scale
+    subscribers: tuple[str, ...]  # acq's subscriber modes to measure: "loop", "thread"
 
 
 CASES = (
-    Case("null", "message", null_plan, 1),
-    Case("count", "point", count_plan, 5),
-    Case("scan", "point", scan_plan, 8),
+    Case("null", "message", null_plan, null_devices, 1, ("loop",)),
+    Case("count", "point", count_plan, count_devices, 5, ("loop", "thread")),
+    Case("scan", "point", scan_plan, scan_devices, 8, ("loop", "thread")),
 )
 
 
 @dataclass(frozen=True)
 class Row:
     name: str
+    subscriber: str  # how acq ran its no-op subscriber: "loop" (as bluesky) or "thread"
     unit: str
     n: int
     acq_us: float
@@ -168,7 +202,8 @@ class Row:
     ratio: float  # bluesky / acq
     baseline_subtracted: bool
     plan_us: float  # the plan's own cost: building its Msgs, on a driver that does nothing
-    acq_overhead_us: float  # acq_us - plan_us: what the engine itself spends
+    devices_us: float  # the devices' own cost: the same calls, made directly
+    acq_overhead_us: float  # acq_us - plan_us - devices_us: what the engine itself spends
 
 
 def _noop(name: str, doc: dict[str, Any]) -> None:
@@ -194,11 +229,13 @@ def _per_unit(full: Sequence[float], empty: Sequence[float], n: int) -> tuple[fl
 # -- acq ---------------------------------------------------------------------------------------
 
 
-async def _acq_times(case: Case, n: int, repeat: int) -> tuple[list[float], list[float]]:
+async def _acq_times(
+    case: Case, n: int, repeat: int, subscriber: str
+) -> tuple[list[float], list[float]]:
     motor = Motor("motor")
     det = Detector("det", motor)
     RE = acq.RunEngine(catalog=None)  # the engine alone (catalog.py measures storage)
-    RE.subscribe(_noop)
+    RE.subscribe(_noop, thread=subscriber == "thread")
     await RE(case.plan(acq.Msg, det, motor, min(n, 100)))  # warm up
     full: list[float] = []
     empty: list[float] = []
@@ -225,6 +262,19 @@ def _plan_times(case: Case, n: int, repeat: int) -> list[float]:
         t0 = time.perf_counter()
         for _msg in plan:
             pass
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _device_times(case: Case, n: int, repeat: int) -> list[float]:
+    """The devices alone: the calls the plan's messages make, made directly."""
+    motor = Motor("motor")
+    det = Detector("det", motor)
+    times: list[float] = []
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        case.devices(det, motor, n)
         times.append(time.perf_counter() - t0)
     return times
 
@@ -273,25 +323,28 @@ def run(n_base: int, repeat: int) -> list[Row]:
     rows: list[Row] = []
     for case in CASES:
         n = max(n_base // case.scale, 1)
-        acq_full, acq_empty = asyncio.run(_acq_times(case, n, repeat))
         bs_full, bs_empty = _bluesky_times(case, n, repeat)
-        acq_us, acq_sub = _per_unit(acq_full, acq_empty, n)
         bs_us, bs_sub = _per_unit(bs_full, bs_empty, n)
-        ratio = bs_us / acq_us if acq_us > 0 else float("inf")
         plan_us = _best(_plan_times(case, n, repeat)) / n * 1e6
-        rows.append(
-            Row(
-                case.name,
-                case.unit,
-                n,
-                acq_us,
-                bs_us,
-                ratio,
-                acq_sub and bs_sub,
-                plan_us,
-                max(acq_us - plan_us, 0.0),
+        devices_us = _best(_device_times(case, n, repeat)) / n * 1e6
+        for subscriber in case.subscribers:
+            acq_full, acq_empty = asyncio.run(_acq_times(case, n, repeat, subscriber))
+            acq_us, acq_sub = _per_unit(acq_full, acq_empty, n)
+            rows.append(
+                Row(
+                    case.name,
+                    subscriber,
+                    case.unit,
+                    n,
+                    acq_us,
+                    bs_us,
+                    bs_us / acq_us if acq_us > 0 else float("inf"),
+                    acq_sub and bs_sub,
+                    plan_us,
+                    devices_us,
+                    max(acq_us - plan_us - devices_us, 0.0),
+                )
             )
-        )
     return rows
 
 
@@ -321,18 +374,22 @@ def report(rows: Sequence[Row], n_base: int, repeat: int, elapsed: float) -> dic
 def format_table(rows: Sequence[Row]) -> str:
     """The rows as a fixed-width text table."""
     head = (
-        f"{'case':<7} {'per':<8} {'N':>7} {'acq µs':>9} {'bluesky µs':>11} "
-        f"{'bluesky/acq':>12} {'plan µs':>8} {'acq engine µs':>14}"
+        f"{'case':<6} {'subscriber':<10} {'per':<8} {'N':>6} {'acq µs':>7} "
+        f"{'bluesky µs':>10} {'bluesky/acq':>11} {'plan µs':>7} {'devices µs':>10} "
+        f"{'acq engine µs':>13}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r.name:<7} {r.unit:<8} {r.n:>7} {r.acq_us:>9.2f} {r.bluesky_us:>11.2f} "
-            f"{r.ratio:>11.1f}x {r.plan_us:>8.2f} {r.acq_overhead_us:>14.2f}"
+            f"{r.name:<6} {r.subscriber:<10} {r.unit:<8} {r.n:>6} {r.acq_us:>7.2f} "
+            f"{r.bluesky_us:>10.2f} {r.ratio:>10.1f}x {r.plan_us:>7.2f} {r.devices_us:>10.2f} "
+            f"{r.acq_overhead_us:>13.2f}"
             f"{'' if r.baseline_subtracted else '  (whole call / N)'}"
         )
     lines.append(
-        "plan µs: the plan generator alone (building its Msgs); acq engine µs = acq - plan"
+        "plan µs: the plan generator alone (building its Msgs); devices µs: the same device "
+        "calls made directly;\nacq engine µs = acq - plan - devices (target: <= 10 per point); "
+        "subscriber: acq's no-op on the loop, as bluesky's, or on its default worker thread"
     )
     return "\n".join(lines)
 
@@ -369,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--postgres-url", default=None, help="catalog benchmark: use this database")
     args = parser.parse_args(argv)
     n_base = 200 if args.quick else (args.n or 40_000)
-    repeat = args.repeat or (1 if args.quick else 3)
+    repeat = args.repeat or (1 if args.quick else 5)
     if n_base < 1 or repeat < 1:
         parser.error("--n and --repeat must be at least 1")
 

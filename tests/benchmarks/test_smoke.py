@@ -19,13 +19,20 @@ def test_quick_benchmark_writes_a_positive_row_per_case_for_both_engines(
     output = tmp_path / "bench-results.json"
     assert main(["--quick", "--output", str(output), "--catalog-backends", "sqlite"]) == 0
 
-    rows = {row["name"]: row for row in json.loads(output.read_text())["rows"]}
-    assert set(rows) == {"null", "count", "scan"}
+    rows = {(row["name"], row["subscriber"]): row for row in json.loads(output.read_text())["rows"]}
+    assert set(rows) == {
+        ("null", "loop"),
+        ("count", "loop"),
+        ("count", "thread"),
+        ("scan", "loop"),
+        ("scan", "thread"),
+    }
     for row in rows.values():
         assert row["n"] > 0
         for key in ("acq_us", "bluesky_us", "ratio"):
             assert math.isfinite(row[key]), (key, row)
             assert row[key] > 0, (key, row)
+        assert row["acq_overhead_us"] <= row["acq_us"]
     catalog = json.loads(output.read_text())["catalog"]["sqlite"]
     assert catalog["write"]["events_per_s"] > 0
     assert catalog["read"]["read_s"] > 0

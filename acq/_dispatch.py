@@ -114,7 +114,7 @@ class Subscription:
 _STOP: Any = object()
 _BATCH = 256  # quick callbacks run this many documents per turn before letting others in
 _HANDOFF = 512  # documents handed to a subscriber's thread at once, or...
-_HANDOFF_DELAY = 0.002  # ...this many seconds after the first of them, whichever is first
+_HANDOFF_DELAY = 0.02  # ...this many seconds after the first of them, whichever is first
 
 
 class _Worker:
@@ -238,7 +238,9 @@ class _ThreadWorker(_Worker):
     after its first document, whichever comes first (and at once on drain or close).
     Waking a sleeping thread per document cost ~2 µs of the engine's time per event on
     fast scans and ~20-45 µs per point on device-bound ones, where every point spans
-    many loop turns (a futex wake and a GIL hand-back); per batch it is noise.
+    many loop turns (a futex wake and a GIL hand-back). Every 2 ms it still cost an
+    ophyd-async scan (~0.6 ms a point, ~80 loop turns each) ~50-100 µs per point; every
+    20 ms it is lost in the noise, and a live table or plot 20 ms behind is still live.
     The queue is a ``SimpleQueue`` (a lock-free C put); the bound is kept with two
     counters, each written by one thread only: documents put (loop) and taken (worker).
     """

@@ -36,6 +36,8 @@ from ophyd_async.core import (
 )
 from ophyd_async.core import StandardReadableFormat as Format
 
+from ._positions import values
+
 __all__ = ["Flyer"]
 
 
@@ -115,9 +117,7 @@ class Flyer(StandardReadable, Flyable, EventPageCollectable, Stoppable):
         """Start acquiring; done as soon as the acquisition has begun."""
         if self._task is not None and not self._task.done():
             raise RuntimeError(f"{self.name}: kickoff() while already flying; stop() first")
-        num_points, rate = await asyncio.gather(
-            self.num_points.get_value(), self.points_per_second.get_value()
-        )
+        num_points, rate = await values(self.num_points, self.points_per_second)
         if num_points < 1 or rate < 0:
             raise ValueError(
                 f"{self.name}: num_points must be >= 1 and points_per_second >= 0, "
@@ -194,15 +194,9 @@ class Flyer(StandardReadable, Flyable, EventPageCollectable, Stoppable):
         flight = self._flight
         if flight is None:
             raise RuntimeError(f"{self.name}: collect_pages() before kickoff()")
-        acquired, page_size = await asyncio.gather(
-            self.points_acquired.get_value(), self.page_size.get_value()
-        )
-        first, last, center, sigma, imax = await asyncio.gather(
-            self.start_position.get_value(),
-            self.end_position.get_value(),
-            self.center.get_value(),
-            self.sigma.get_value(),
-            self.Imax.get_value(),
+        acquired, page_size = await values(self.points_acquired, self.page_size)
+        first, last, center, sigma, imax = await values(
+            self.start_position, self.end_position, self.center, self.sigma, self.Imax
         )
         step = (last - first) / (flight.num_points - 1) if flight.num_points > 1 else 0.0
         position_key, intensity_key = self._keys

@@ -34,6 +34,8 @@ from ophyd_async.core import (
 )
 from ophyd_async.core import StandardReadableFormat as Format
 
+from ._positions import values
+
 __all__ = ["Motor", "MotorLimitsError"]
 
 
@@ -126,9 +128,7 @@ class _MotorMoveLogic(MovableLogic[float]):
         name = self.motor_name()
         if not math.isfinite(new_position):
             raise MotorLimitsError(f"{name}: cannot move to non-finite position {new_position}")
-        low, high = await asyncio.gather(
-            self.low_limit_travel.get_value(), self.high_limit_travel.get_value()
-        )
+        low, high = await values(self.low_limit_travel, self.high_limit_travel)
         if low == high == 0:  # EPICS motor-record convention: no soft limits
             return
         if new_position < low:
@@ -143,9 +143,7 @@ class _MotorMoveLogic(MovableLogic[float]):
             )
 
     async def _trajectory(self, old_position: float, new_position: float) -> _Trajectory:
-        velocity, acceleration_time = await asyncio.gather(
-            self.velocity.get_value(), self.acceleration_time.get_value()
-        )
+        velocity, acceleration_time = await values(self.velocity, self.acceleration_time)
         return _Trajectory(old_position, new_position, abs(velocity), abs(acceleration_time))
 
     async def calculate_timeout(self, old_position: float, new_position: float) -> float | None:

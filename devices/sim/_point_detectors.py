@@ -29,7 +29,7 @@ from ophyd_async.core import (
 )
 from ophyd_async.core import StandardReadableFormat as Format
 
-from ._positions import read_position
+from ._positions import read_position, values
 
 __all__ = ["EdgeDetector", "Gaussian2DDetector", "GaussianDetector", "Noise", "PointDetector"]
 
@@ -101,9 +101,7 @@ class PointDetector(StandardReadable, Triggerable):
         raise NotImplementedError(type(self).__name__)
 
     async def _add_noise(self, value: float) -> float:
-        noise, multiplier = await asyncio.gather(
-            self.noise.get_value(), self.noise_multiplier.get_value()
-        )
+        noise, multiplier = await values(self.noise, self.noise_multiplier)
         match noise:
             case Noise.POISSON:
                 return float(self._rng.poisson(max(value, 0.0)))
@@ -116,7 +114,7 @@ class PointDetector(StandardReadable, Triggerable):
     async def trigger(self) -> None:
         """Expose for ``acquire_time``, then compute the value at the motors' readbacks."""
         await asyncio.sleep(await self.acquire_time.get_value())
-        positions = await asyncio.gather(*(read_position(motor) for motor in self._motors))
+        positions = [await read_position(motor) for motor in self._motors]
         self._set_value(await self._add_noise(await self.compute(positions)))
 
 
@@ -169,9 +167,7 @@ class GaussianDetector(PointDetector):
     async def compute(self, positions: Sequence[float]) -> float:
         """Evaluate the Gaussian at the motor position."""
         (x,) = positions
-        center, imax, sigma = await asyncio.gather(
-            self.center.get_value(), self.Imax.get_value(), self.sigma.get_value()
-        )
+        center, imax, sigma = await values(self.center, self.Imax, self.sigma)
         return imax * math.exp(-((x - center) ** 2) / (2 * sigma**2))
 
 
@@ -230,12 +226,7 @@ class EdgeDetector(PointDetector):
     async def compute(self, positions: Sequence[float]) -> float:
         """Evaluate the error-function step at the motor position."""
         (x,) = positions
-        center, width, low, high = await asyncio.gather(
-            self.center.get_value(),
-            self.width.get_value(),
-            self.low.get_value(),
-            self.high.get_value(),
-        )
+        center, width, low, high = await values(self.center, self.width, self.low, self.high)
         return low + (high - low) * (1 + math.erf((x - center) / (math.sqrt(2) * width))) / 2
 
 
@@ -299,11 +290,7 @@ class Gaussian2DDetector(PointDetector):
     async def compute(self, positions: Sequence[float]) -> float:
         """Evaluate the 2D Gaussian at the two motor positions."""
         x, y = positions
-        cx, cy, imax, sx, sy = await asyncio.gather(
-            self.center_x.get_value(),
-            self.center_y.get_value(),
-            self.Imax.get_value(),
-            self.sigma_x.get_value(),
-            self.sigma_y.get_value(),
+        cx, cy, imax, sx, sy = await values(
+            self.center_x, self.center_y, self.Imax, self.sigma_x, self.sigma_y
         )
         return imax * math.exp(-((x - cx) ** 2) / (2 * sx**2) - (y - cy) ** 2 / (2 * sy**2))

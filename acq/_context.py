@@ -123,8 +123,9 @@ class PlanContext:
             raise
 
     def run_for(self, msg: Any, command: str) -> RunBundler:
-        """The open run a message addresses (by its ``run`` key); hot handlers try
-        ``runs.get(msg.run)`` first and come here for the error.
+        """The open run a message addresses (by its ``run`` key).
+
+        Hot handlers try ``runs.get(msg.run)`` first and come here for the error.
 
         Raises:
             IllegalMessageSequence: no run is open under that key.

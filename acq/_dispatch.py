@@ -26,6 +26,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -114,7 +115,8 @@ class Subscription:
 _STOP: Any = object()
 _BATCH = 256  # quick callbacks run this many documents per turn before letting others in
 _HANDOFF = 512  # documents handed to a subscriber's thread at once, or...
-_HANDOFF_DELAY = 0.02  # ...this many seconds after the first of them, whichever is first
+_HANDOFF_DELAY = 0.02  # ...this many seconds after the first of them, whichever is first;
+_SLOW_DOC = 0.0005  # but a callback slower than this per document gets each one at once
 
 
 class _Worker:
@@ -241,6 +243,9 @@ class _ThreadWorker(_Worker):
     many loop turns (a futex wake and a GIL hand-back). Every 2 ms it still cost an
     ophyd-async scan (~0.6 ms a point, ~80 loop turns each) ~50-100 µs per point; every
     20 ms it is lost in the noise, and a live table or plot 20 ms behind is still live.
+    A slow callback (``_SLOW_DOC``, 0.5 ms a document or more, as the worker measures
+    each batch) gets each document at once instead: next to its own time the wake-up
+    is nothing, and a document held back would only lengthen the wait at the end.
     The queue is a ``SimpleQueue`` (a lock-free C put); the bound is kept with two
     counters, each written by one thread only: documents put (loop) and taken (worker).
     """
@@ -251,6 +256,7 @@ class _ThreadWorker(_Worker):
         self._batch: list[tuple[str, Any]] = []
         self._put = 0
         self._taken = 0
+        self._slow = False  # set by the worker: its callback takes _SLOW_DOC or more
         self._thread = threading.Thread(
             target=self._run, name=f"acq subscriber {sub.label}", daemon=True
         )
@@ -262,7 +268,7 @@ class _ThreadWorker(_Worker):
         self._put += 1
         batch = self._batch
         batch.append(item)
-        if len(batch) >= _HANDOFF:
+        if len(batch) >= _HANDOFF or self._slow:
             self._hand_over()
         elif len(batch) == 1:
             self._loop.call_later(_HANDOFF_DELAY, self._hand_over)
@@ -296,12 +302,14 @@ class _ThreadWorker(_Worker):
             if isinstance(batch, asyncio.Future):
                 self._loop.call_soon_threadsafe(_set_done, cast("asyncio.Future[None]", batch))
                 continue
+            started = time.perf_counter()
             for name, doc in batch:
                 try:
                     callback(name, doc)
                 except Exception as exc:  # noqa: BLE001 -- reported, never breaks the plan
                     self._loop.call_soon_threadsafe(self._report, name, exc)
                 self._taken += 1
+            self._slow = time.perf_counter() - started >= _SLOW_DOC * len(batch)
 
     async def drain(self) -> None:
         done: asyncio.Future[None] = self._loop.create_future()

@@ -66,7 +66,7 @@ class Sizes:
 
 
 # 200 slow points, not 100: the 2-document tail (below) alone is 1 % of a 2-second scan
-FULL = Sizes(2_000, 100, 200, 5_000, 1_000_000, 200_000, 3, 5)
+FULL = Sizes(2_000, 100, 200, 5_000, 1_000_000, 200_000, 5, 5)
 QUICK = Sizes(20, 10, 10, 50, 10_000, 10_000, 1, 1)
 SMALL = 2  # points (per axis for the grid) of the call whose time is subtracted
 POINT_S = 0.02  # a slow detector's exposure

@@ -4,7 +4,9 @@
 ``num_points``, ``num_intervals``, ``hints`` (``dimensions`` for plotting) and, for
 plans with a fixed trajectory, ``plan_pattern``, ``plan_pattern_module`` and
 ``plan_pattern_args`` (motors by name). The caller's ``md=`` is merged on top: its keys
-win, and its ``hints`` are merged key by key with the plan's.
+win, and its ``hints`` are merged key by key with the plan's. As in bluesky, a plan
+that moves nothing (``count``) has no ``motors`` key, and one without detectors
+(``fly``) no ``detectors`` key.
 """
 
 from __future__ import annotations
@@ -80,8 +82,8 @@ def dimensions(
 def plan_md(
     plan_name: str,
     *,
-    detectors: Sequence[Any],
-    motors: Sequence[Any] = (),
+    detectors: Sequence[Any] | None = None,
+    motors: Sequence[Any] | None = None,
     plan_args: Mapping[str, Any],
     num_points: int | None = None,
     pattern: str | None = None,
@@ -90,16 +92,19 @@ def plan_md(
     extra: Mapping[str, Any] | None = None,
     md: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The Start metadata of a built-in plan, with the caller's ``md`` merged on top."""
+    """The Start metadata of a built-in plan, with the caller's ``md`` merged on top.
+
+    ``detectors`` and ``motors`` are recorded by name when given (None: no such key).
+    """
     args = dict(plan_args)
-    if "per_step" in args:  # as bluesky records it: repr, so None is "None"
-        args["per_step"] = repr(args["per_step"])
-    out: dict[str, Any] = {
-        "plan_name": plan_name,
-        "plan_args": jsonable(args),
-        "detectors": [device_name(d) for d in detectors],
-        "motors": [device_name(m) for m in motors],
-    }
+    for hook in ("per_step", "per_shot"):
+        if hook in args:  # as bluesky records per_step: repr, so None is "None"
+            args[hook] = repr(args[hook])
+    out: dict[str, Any] = {"plan_name": plan_name, "plan_args": jsonable(args)}
+    if detectors is not None:
+        out["detectors"] = [device_name(d) for d in detectors]
+    if motors is not None:
+        out["motors"] = [device_name(m) for m in motors]
     if num_points is not None:
         out["num_points"] = num_points
         out["num_intervals"] = max(num_points - 1, 0)
@@ -120,5 +125,6 @@ def plan_md(
     elif user_hints is not None:
         out["hints"] = user_hints  # not a mapping: let the engine's check name it
         return out
-    out["hints"] = jsonable(plan_hints)
+    if plan_hints:
+        out["hints"] = jsonable(plan_hints)
     return out

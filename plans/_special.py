@@ -25,10 +25,17 @@ from ._checks import (
     check_number,
     device_name,
 )
-from ._md import motor_fields, plan_md
+from ._md import dimensions, motor_fields, plan_md
 from ._step import PerStep, relative_to_start, step_scan
 from .patterns import Trajectory
-from .stubs import PlanGenerator, new_group, reading_messages, unique_devices
+from .stubs import (
+    PlanGenerator,
+    new_group,
+    reading_messages,
+    stage_all,
+    unique_devices,
+    unstage_all,
+)
 
 __all__ = [
     "adaptive_scan",
@@ -88,6 +95,18 @@ def _spiral_plan(
     def md_of(points: Trajectory, origin: Mapping[Any, float] | None) -> dict[str, Any]:
         args = centred(origin)
         x0, y0 = args[x_key], args[y_key]
+        extents = [
+            [x0 - args["x_range"] / 2, x0 + args["x_range"] / 2],
+            [y0 - args["y_range"] / 2, y0 + args["y_range"] / 2],
+        ]
+        extra: dict[str, Any] = {"extents": extents}
+        hints: dict[str, Any] | None = None
+        if "x_num" in args:  # a square spiral visits a grid: described y first, as bluesky
+            extra = {"shape": [args["y_num"], args["x_num"]], "extents": extents[::-1]}
+            hints = {
+                "gridding": "rectilinear_nonsequential",
+                "dimensions": dimensions([y_motor, x_motor]),
+            }
         return plan_md(
             plan,
             detectors=dets,
@@ -99,12 +118,8 @@ def _spiral_plan(
             num_points=len(points),
             pattern=pattern.__name__,
             pattern_args={"x_motor": x_motor, "y_motor": y_motor} | args | options,
-            extra={
-                "extents": [
-                    [x0 - args["x_range"] / 2, x0 + args["x_range"] / 2],
-                    [y0 - args["y_range"] / 2, y0 + args["y_range"] / 2],
-                ]
-            },
+            hints=hints,
+            extra=extra,
             md=md,
         )
 
@@ -329,8 +344,7 @@ async def _adaptive_core(
     min_step, max_step = steps
     yield check_limits(plan, [{motor: start}, {motor: stop}])
     devices = unique_devices([*dets, motor])
-    for device in devices:
-        yield Msg("stage", device)
+    yield stage_all(*devices)
     yield Msg("open_run", **start_md)
     direction = 1 if stop >= start else -1
     read = reading_messages(devices, "primary", new_group("trigger"))
@@ -369,8 +383,7 @@ async def _adaptive_core(
             step = 0.2 * new_step + 0.8 * step
         position += step * direction
     yield Msg("close_run")
-    for device in reversed(devices):
-        yield Msg("unstage", device)
+    yield unstage_all(*reversed(devices))
 
 
 def adaptive_scan(
@@ -480,8 +493,7 @@ async def _tune(
     low, high = min(span), max(span)
     yield check_limits("tune_centroid", [{motor: low}, {motor: high}])
     devices = unique_devices([*dets, motor])
-    for device in devices:
-        yield Msg("stage", device)
+    yield stage_all(*devices)
     yield Msg("open_run", **start_md)
     (motor_key,) = motor_fields(motor)[:1]
     read = reading_messages(devices, "primary", new_group("trigger"))
@@ -520,8 +532,7 @@ async def _tune(
         step = (stop - start) / (num - 1)
         position = start
     yield Msg("close_run")
-    for device in reversed(devices):
-        yield Msg("unstage", device)
+    yield unstage_all(*reversed(devices))
     if centroid is not None:
         yield Msg("set", motor, centroid, group=move)
         yield Msg("wait", None, group=move)
@@ -538,7 +549,6 @@ def fly(flyers: Sequence[Any], *, md: Mapping[str, Any] | None = None) -> PlanGe
             raise PlanError(f"fly(): flyers[{i}] ({device_name(flyer)}) has no {missing[0]}()")
     start_md = plan_md(
         "fly",
-        detectors=[],
         plan_args={"flyers": found},
         md=md,
         extra={"flyers": [device_name(f) for f in found]},
@@ -568,7 +578,6 @@ def ramp_plan(
     take_pre_data: bool = True,
     timeout: float | None = None,
     period: float | None = None,
-    *,
     md: Mapping[str, Any] | None = None,
 ) -> PlanGenerator:
     """Read repeatedly while something ramps, and record its every update.
@@ -583,7 +592,6 @@ def ramp_plan(
         raise PlanError("ramp_plan(): inner_plan_func must be a function returning a plan")
     start_md = plan_md(
         "ramp_plan",
-        detectors=[],
         plan_args={
             "go_plan": go_plan,
             "monitor_sig": monitor_sig,

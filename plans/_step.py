@@ -10,6 +10,8 @@ are, shift the trajectory by it, and put the motors back whatever happens.
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias, cast
 
@@ -36,7 +38,9 @@ from .stubs import (
     check_delay,
     new_group,
     reading_messages,
+    stage_all,
     unique_devices,
+    unstage_all,
     where,
 )
 
@@ -52,6 +56,7 @@ __all__ = [
     "rel_list_scan",
     "rel_log_scan",
     "rel_scan",
+    "relative_inner_product_scan",
     "scan",
     "scan_nd",
     "relative_to_start",
@@ -59,6 +64,7 @@ __all__ = [
 ]
 
 PerStep: TypeAlias = Callable[..., PlanGenerator]
+_MAX_EXPONENT = math.log10(sys.float_info.max)
 _CHECKPOINT = Msg("checkpoint")
 
 
@@ -124,8 +130,7 @@ async def _step_scan(
     trajectory = trajectory_of(origin)
     yield check_limits(plan_name, trajectory)
     devices = unique_devices([*detectors, *motors])
-    for device in devices:
-        yield Msg("stage", device)
+    yield stage_all(*devices)
     yield Msg("open_run", **md_of(trajectory, origin))
     pos_cache: dict[Any, Any] = {}
     if per_step is not None:
@@ -148,8 +153,7 @@ async def _step_scan(
             for msg in read:
                 yield msg
     yield Msg("close_run")
-    for device in reversed(devices):
-        yield Msg("unstage", device)
+    yield unstage_all(*reversed(devices))
 
 
 def _shift(trajectory: Trajectory, origin: Mapping[Any, float] | None) -> Trajectory:
@@ -162,7 +166,7 @@ def _shift(trajectory: Trajectory, origin: Mapping[Any, float] | None) -> Trajec
 def count(
     detectors: Sequence[Any],
     num: int | None = 1,
-    delay: float | Sequence[float] | None = None,
+    delay: float | Sequence[float] | None = 0.0,
     *,
     per_shot: Callable[[list[Any]], PlanGenerator] | None = None,
     md: Mapping[str, Any] | None = None,
@@ -180,7 +184,7 @@ def count(
     if num is not None:
         num = check_num("count", "num", num)
     delays = check_delay(delay, num)
-    start = plan_md(
+    start = plan_md(  # no "motors" key: count moves nothing (as in bluesky)
         "count",
         detectors=dets,
         plan_args={"detectors": dets, "num": num, "delay": delay, "per_shot": per_shot},
@@ -198,8 +202,7 @@ async def _count(
     per_shot: Callable[[list[Any]], PlanGenerator] | None,
     start: dict[str, Any],
 ) -> PlanGenerator:
-    for det in dets:
-        yield Msg("stage", det)
+    yield stage_all(*dets)
     yield Msg("open_run", **start)
     read = reading_messages(dets, "primary", new_group("trigger"))
     i = 0
@@ -216,8 +219,7 @@ async def _count(
                 yield msg
         i += 1
     yield Msg("close_run")
-    for det in reversed(dets):
-        yield Msg("unstage", det)
+    yield unstage_all(*reversed(dets))
 
 
 # -- inner products: scan, log_scan, list_scan ------------------------------------------------
@@ -238,7 +240,6 @@ def _inner(
     num: int | None,
     per_step: PerStep | None,
     md: Mapping[str, Any] | None,
-    pattern: Callable[[int, Sequence[Any]], Trajectory],
     relative: bool,
 ) -> PlanGenerator:
     dets = check_detectors(plan, detectors)
@@ -247,31 +248,22 @@ def _inner(
     for motor, start, stop in groups:
         check_number(plan, f"start of {device_name(motor)}", start)
         check_number(plan, f"stop of {device_name(motor)}", stop)
-        if pattern is patterns.log_product and (start * stop <= 0):
-            raise PlanError(
-                f"{plan}(): start and stop of {device_name(motor)} must be non-zero and of the "
-                f"same sign for a log scan, got {start} and {stop}"
-            )
     motors = [g[0] for g in groups]
     relative_args = [x for g in groups for x in g]
 
     def trajectory(origin: Mapping[Any, float] | None) -> Trajectory:
-        return _shift(pattern(n, relative_args), origin)
+        return _shift(patterns.inner_product(n, relative_args), origin)
 
     def md_of(points: Trajectory, origin: Mapping[Any, float] | None) -> dict[str, Any]:
-        pattern_args: dict[str, Any] = {"num": n}
-        if pattern is patterns.log_product and origin is not None:  # not affine: keep offsets
-            pattern_args |= {"args": relative_args, "offsets": [origin[m] for m in motors]}
-        else:
-            pattern_args["args"] = [x for m in motors for x in (m, points[0][m], points[-1][m])]
+        ends = [x for m in motors for x in (m, points[0][m], points[-1][m])]
         return plan_md(
             plan,
             detectors=dets,
             motors=motors,
             plan_args={"detectors": dets, "num": n, "args": relative_args, "per_step": per_step},
             num_points=n,
-            pattern=pattern.__name__,
-            pattern_args=pattern_args,
+            pattern="inner_product",
+            pattern_args={"num": n, "args": ends},
             hints={"dimensions": dimensions(motors, together=True)},
             md=md,
         )
@@ -296,7 +288,7 @@ def scan(
         per_step: a plan ``per_step(detectors, point, pos_cache)`` replacing the step.
         md: metadata merged into the Start document.
     """
-    return _inner("scan", detectors, args, num, per_step, md, patterns.inner_product, False)
+    return _inner("scan", detectors, args, num, per_step, md, False)
 
 
 def rel_scan(
@@ -307,10 +299,33 @@ def rel_scan(
     md: Mapping[str, Any] | None = None,
 ) -> PlanGenerator:
     """:func:`scan` relative to where the motors are; they return there afterwards."""
-    return _inner("rel_scan", detectors, args, num, per_step, md, patterns.inner_product, True)
+    return _inner("rel_scan", detectors, args, num, per_step, md, True)
 
 
-inner_product_scan = scan
+def inner_product_scan(
+    detectors: Sequence[Any],
+    num: int,
+    *args: Any,
+    per_step: PerStep | None = None,
+    md: Mapping[str, Any] | None = None,
+) -> PlanGenerator:
+    """:func:`scan` with ``num`` first, as bluesky spells it.
+
+    ``inner_product_scan([det], 5, m1, 0, 1, m2, 2, 3)`` is ``scan([det], m1, 0, 1, m2, 2, 3,
+    num=5)`` recorded under its own plan name.
+    """
+    return _inner("inner_product_scan", detectors, args, num, per_step, md, False)
+
+
+def relative_inner_product_scan(
+    detectors: Sequence[Any],
+    num: int,
+    *args: Any,
+    per_step: PerStep | None = None,
+    md: Mapping[str, Any] | None = None,
+) -> PlanGenerator:
+    """:func:`rel_scan` with ``num`` first (bluesky's name and argument order)."""
+    return _inner("relative_inner_product_scan", detectors, args, num, per_step, md, True)
 
 
 def log_scan(
@@ -323,10 +338,12 @@ def log_scan(
     per_step: PerStep | None = None,
     md: Mapping[str, Any] | None = None,
 ) -> PlanGenerator:
-    """Scan one motor with positions evenly spaced on a log scale (start, stop > 0 or < 0)."""
-    return _inner(
-        "log_scan", detectors, (motor, start, stop), num, per_step, md, patterns.log_product, False
-    )
+    """Scan one motor through ``num`` positions from ``10**start`` to ``10**stop``.
+
+    The exponents are evenly spaced (``numpy.logspace``, as in bluesky):
+    ``log_scan([det], m, 1, 2, 3)`` visits 10, 31.6 and 100.
+    """
+    return _log("log_scan", detectors, motor, start, stop, num, per_step, md, False)
 
 
 def rel_log_scan(
@@ -339,17 +356,59 @@ def rel_log_scan(
     per_step: PerStep | None = None,
     md: Mapping[str, Any] | None = None,
 ) -> PlanGenerator:
-    """:func:`log_scan` of offsets from where the motor is; it returns there afterwards."""
-    return _inner(
-        "rel_log_scan",
-        detectors,
-        (motor, start, stop),
-        num,
-        per_step,
-        md,
-        patterns.log_product,
-        True,
-    )
+    """:func:`log_scan` of offsets ``10**start .. 10**stop`` from where the motor is.
+
+    The motor returns where it was afterwards.
+    """
+    return _log("rel_log_scan", detectors, motor, start, stop, num, per_step, md, True)
+
+
+def _log(
+    plan: str,
+    detectors: Sequence[Any],
+    motor: Any,
+    start: float,
+    stop: float,
+    num: int,
+    per_step: PerStep | None,
+    md: Mapping[str, Any] | None,
+    relative: bool,
+) -> PlanGenerator:
+    dets = check_detectors(plan, detectors)
+    check_movable(plan, "motor", motor)
+    for name, exponent in (("start", start), ("stop", stop)):
+        if check_number(plan, name, exponent) > _MAX_EXPONENT:
+            raise PlanError(
+                f"{plan}(): {name} is an exponent of 10 (positions run from 10**start to "
+                f"10**stop); 10**{exponent} is beyond any float"
+            )
+    n = check_num(plan, "num", num)
+
+    def offset(origin: Mapping[Any, float] | None) -> float:
+        return 0.0 if origin is None else origin[motor]
+
+    def trajectory(origin: Mapping[Any, float] | None) -> Trajectory:
+        return patterns.logspace(motor, start, stop, n, offset(origin))
+
+    def md_of(points: Trajectory, origin: Mapping[Any, float] | None) -> dict[str, Any]:
+        pattern_args = {"motor": motor, "start": start, "stop": stop, "num": n}
+        if origin is not None:
+            pattern_args["offset"] = offset(origin)
+        return plan_md(
+            plan,
+            detectors=dets,
+            motors=[motor],
+            plan_args={
+                "detectors": dets, "num": n, "start": start, "stop": stop, "motor": motor,
+                "per_step": per_step,
+            },
+            num_points=n,
+            pattern="logspace",
+            pattern_args=pattern_args,
+            md=md,
+        )  # fmt: skip
+
+    return step_scan(plan, dets, [motor], trajectory, md_of, per_step=per_step, relative=relative)
 
 
 def _lists(plan: str, args: tuple[Any, ...]) -> list[list[Any]]:
@@ -408,7 +467,11 @@ def _list_plan(
         hints: dict[str, Any] = {"dimensions": dimensions(motors, together=True)}
         if grid:
             pattern_args["snake_axes"] = _snake_names(snake_axes, motors)
-            extra = {"shape": lengths, "extents": [[min(g[1]), max(g[1])] for g in groups]}
+            extra = {
+                "shape": lengths,
+                "extents": [[min(g[1]), max(g[1])] for g in groups],
+                "snake_axes": repr(snake_axes),  # as bluesky's list_grid_scan records it
+            }
             hints = {"gridding": "rectilinear"}  # and one dimension per motor
         return plan_md(
             plan,

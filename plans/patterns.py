@@ -24,7 +24,7 @@ __all__ = [
     "Trajectory",
     "inner_list_product",
     "inner_product",
-    "log_product",
+    "logspace",
     "outer_list_product",
     "outer_product",
     "points",
@@ -61,21 +61,13 @@ def inner_product(num: int, args: Sequence[Any]) -> Trajectory:
     )
 
 
-def log_product(
-    num: int, args: Sequence[Any], offsets: Sequence[float] | None = None
-) -> Trajectory:
-    """As :func:`inner_product`, with positions evenly spaced on a log scale.
+def logspace(motor: Any, start: float, stop: float, num: int, offset: float = 0.0) -> Trajectory:
+    """One motor through ``offset + 10**e`` for ``num`` exponents ``e`` from start to stop.
 
-    ``offsets`` (one per motor) shift each motor's positions: a relative log scan
-    spaces the offsets from where the motors were, not the positions.
+    As ``numpy.logspace`` (what bluesky's ``log_scan`` records): ``logspace(m, 1, 2, 3)``
+    visits 10, 31.6 and 100. ``offset`` is where a relative log scan started.
     """
-    shifts = list(offsets) if offsets is not None else [0.0] * (len(args) // 3)
-    return _zip(
-        {
-            args[i]: _floats(np.geomspace(args[i + 1], args[i + 2], num) + shifts[i // 3])
-            for i in range(0, len(args), 3)
-        }
-    )
+    return [{motor: float(p) + offset} for p in np.logspace(start, stop, num)]
 
 
 def inner_list_product(args: Sequence[Any]) -> Trajectory:
@@ -232,13 +224,14 @@ def spiral_square(
 ) -> Trajectory:
     """Every point of an ``x_num`` x ``y_num`` grid, walked as a square spiral from the centre.
 
-    The walk goes right 1, up 1, left 2, down 2, right 3, ... and keeps the grid's
-    points in the order it meets them.
+    The walk goes right 1, down 1, left 2, up 2, right 3, ... (+x first, then -y, as
+    bluesky's ``spiral_square_pattern``) and keeps the grid's points in the order it
+    meets them. With an even count the walk starts left of and above the centre.
     """
     dx = x_range / (x_num - 1) if x_num > 1 else 0.0
     dy = y_range / (y_num - 1) if y_num > 1 else 0.0
     # grid indices relative to the centre; even counts put the centre between points
-    i, j = (x_num - 1) // 2, (y_num - 1) // 2
+    i, j = (x_num - 1) // 2, y_num // 2
     points: Trajectory = []
 
     def visit(a: int, b: int) -> None:
@@ -252,7 +245,7 @@ def spiral_square(
 
     visit(i, j)
     leg, direction = 1, 0
-    moves = ((1, 0), (0, 1), (-1, 0), (0, -1))
+    moves = ((1, 0), (0, -1), (-1, 0), (0, 1))
     while len(points) < x_num * y_num:
         for _ in range(2):
             step_x, step_y = moves[direction % 4]

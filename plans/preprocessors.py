@@ -33,6 +33,7 @@ from .stubs import (
     remove_suspender,
     stage_all,
     trigger_and_read,
+    unique_devices,
     unstage_all,
     where,
 )
@@ -167,20 +168,38 @@ def _around_run(plan: Any, opened: PlanLike, closing: PlanLike) -> PlanGenerator
 
 
 # -- cleanup -----------------------------------------------------------------------------------
-async def finalize_wrapper(plan: Any, final_plan: PlanLike) -> PlanGenerator:
+async def finalize_wrapper(
+    plan: Any, final_plan: PlanLike, *, pause_for_debug: bool = False
+) -> PlanGenerator:
     """Run ``plan``, then ``final_plan`` whatever happens (success, failure, stop, abort).
 
     ``final_plan`` is a plan or a function returning one (needed if it may run twice).
+    ``pause_for_debug``: when ``plan`` raises, pause before the cleanup (a debugging aid:
+    the devices stay as the failure left them until you resume).
     """
     try:
         result = yield as_plan(plan)
     except GeneratorExit:
         raise
     except BaseException:
+        if pause_for_debug:
+            yield _debug_pause(final_plan)
         yield _fresh(final_plan)
         raise
     yield _fresh(final_plan)
     yield Return(result)
+
+
+async def _debug_pause(final_plan: PlanLike | None) -> PlanGenerator:
+    """Pause; if the pause ends in an abort or stop, run ``final_plan`` before that goes on."""
+    try:
+        yield Msg("pause")
+    except GeneratorExit:
+        raise
+    except BaseException:
+        if final_plan is not None:
+            yield _fresh(final_plan)
+        raise
 
 
 async def contingency_wrapper(
@@ -189,25 +208,32 @@ async def contingency_wrapper(
     except_plan: Callable[[Exception], Any] | None = None,
     else_plan: PlanLike | None = None,
     final_plan: PlanLike | None = None,
+    pause_for_debug: bool = False,
     auto_raise: bool = True,
 ) -> PlanGenerator:
     """try/except/else/finally for plans.
 
-    ``except_plan(exc)`` runs when ``plan`` raises an Exception (re-raised afterwards
-    unless ``auto_raise`` is False); ``else_plan`` after success; ``final_plan`` always.
+    ``except_plan(exc)`` runs when ``plan`` raises an Exception; the exception is raised
+    again afterwards unless ``auto_raise`` is False, and then the result is
+    ``except_plan``'s (without an ``except_plan`` the exception always goes on).
+    ``else_plan`` runs after success, ``final_plan`` always. ``pause_for_debug``: pause
+    when ``plan`` raises an Exception, before any of that.
     """
     try:
         result = yield as_plan(plan)
     except GeneratorExit:
         raise
     except Exception as exc:
+        if pause_for_debug:
+            yield _debug_pause(final_plan)
+        handled: Any = None
         if except_plan is not None:
-            yield except_plan(exc)
+            handled = yield except_plan(exc)
         if final_plan is not None:
             yield _fresh(final_plan)
-        if auto_raise:
+        if auto_raise or except_plan is None:
             raise
-        yield Return(None)
+        yield Return(handled)
         return
     except BaseException:
         if final_plan is not None:
@@ -240,9 +266,15 @@ async def run_wrapper(plan: Any, *, md: Mapping[str, Any] | None = None) -> Plan
 
 
 def stage_wrapper(plan: Any, devices: Iterable[Any]) -> PlanGenerator:
-    """Stage ``devices`` before ``plan`` and unstage them after, whatever happens."""
-    devices = list(devices)
-    return pchain_last(stage_all(*devices), finalize_wrapper(plan, lambda: unstage_all(*devices)))
+    """Stage ``devices`` before ``plan`` and unstage them (in reverse) after, whatever happens.
+
+    Staging completes before ``plan`` starts and unstaging before the wrapper ends (the
+    statuses of ophyd-async devices are waited for); a failed stage is unstaged too.
+    """
+    found = unique_devices(devices)
+    return finalize_wrapper(
+        pchain_last(stage_all(*found), as_plan(plan)), lambda: unstage_all(*reversed(found))
+    )
 
 
 async def pchain_last(first: Any, second: Any) -> PlanGenerator:
@@ -416,14 +448,14 @@ class SupplementalData:
     def __init__(
         self,
         *,
-        baseline: Sequence[Any] = (),
-        monitors: Sequence[Any] = (),
-        flyers: Sequence[Any] = (),
+        baseline: Sequence[Any] | None = None,
+        monitors: Sequence[Any] | None = None,
+        flyers: Sequence[Any] | None = None,
     ) -> None:
-        """Start with these devices; the lists can be changed later."""
-        self.baseline: list[Any] = list(baseline)
-        self.monitors: list[Any] = list(monitors)
-        self.flyers: list[Any] = list(flyers)
+        """Start with these devices (None: none); the lists can be changed later."""
+        self.baseline: list[Any] = list(baseline or ())
+        self.monitors: list[Any] = list(monitors or ())
+        self.flyers: list[Any] = list(flyers or ())
 
     def __call__(self, plan: Any) -> PlanGenerator:
         """``plan`` with the supplemental data added."""

@@ -41,7 +41,9 @@ __all__ = [
     "kickoff_all",
     "locate",
     "monitor",
+    "mov",
     "move_per_step",
+    "movr",
     "mv",
     "mvr",
     "new_group",
@@ -105,6 +107,11 @@ def _maybe_wait(msg: Msg, group: Any, wait: bool) -> PlanGenerator:
     return _one(msg)
 
 
+def _is_status(reply: Any) -> bool:
+    """True if ``reply`` is a status (something to wait for), as the engine files it."""
+    return callable(getattr(reply, "add_callback", None))
+
+
 # -- runs and events -----------------------------------------------------------------------
 def open_run(md: Mapping[str, Any] | None = None) -> PlanGenerator:
     """Open a run with metadata ``md``; result: the run's uid."""
@@ -142,15 +149,23 @@ def declare_stream(*objs: Any, name: str, collect: bool = False) -> PlanGenerato
 
 
 def collect(
-    obj: Any, *args: Any, name: str | None = None, return_payload: bool = True
+    obj: Any,
+    *args: Any,
+    stream: bool = False,
+    return_payload: bool = True,
+    name: str | None = None,
 ) -> PlanGenerator:
-    """Collect what flyers gathered, as Event Pages or Stream Resource/Datum."""
-    return _one(Msg("collect", obj, *args, name=name, return_payload=return_payload))
+    """Collect what flyers gathered, as Event Pages or Stream Resource/Datum.
+
+    ``stream`` is passed on in the message, as bluesky does (acq's engine always emits
+    pages, so it changes nothing there).
+    """
+    return _one(Msg("collect", obj, *args, stream=stream, return_payload=return_payload, name=name))
 
 
-def monitor(obj: Any, *, name: str | None = None) -> PlanGenerator:
+def monitor(obj: Any, *, name: str | None = None, **kwargs: Any) -> PlanGenerator:
     """Record every update of ``obj`` as an event of its own stream until unmonitor."""
-    return _one(Msg("monitor", obj, name=name))
+    return _one(Msg("monitor", obj, name=name, **kwargs))
 
 
 def unmonitor(obj: Any) -> PlanGenerator:
@@ -200,10 +215,12 @@ def complete(obj: Any, *, group: Any = None, wait: bool = False, **kwargs: Any) 
     return _maybe_wait(Msg("complete", obj, group=group, **kwargs), group, wait)
 
 
-def prepare(obj: Any, *args: Any, group: Any = None, wait: bool = False) -> PlanGenerator:
+def prepare(
+    obj: Any, *args: Any, group: Any = None, wait: bool = False, **kwargs: Any
+) -> PlanGenerator:
     """Get a device ready for a scan (``Preparable``)."""
     group = group if group is not None or not wait else new_group("prepare")
-    return _maybe_wait(Msg("prepare", obj, *args, group=group), group, wait)
+    return _maybe_wait(Msg("prepare", obj, *args, group=group, **kwargs), group, wait)
 
 
 def configure(obj: Any, *args: Any, **kwargs: Any) -> PlanGenerator:
@@ -211,14 +228,34 @@ def configure(obj: Any, *args: Any, **kwargs: Any) -> PlanGenerator:
     return _one(Msg("configure", obj, *args, **kwargs))
 
 
-def stage(obj: Any) -> PlanGenerator:
-    """Stage a device (unstaged at the end of the plan whatever happens)."""
-    return _one(Msg("stage", obj))
+def stage(obj: Any, *, group: Any = None, wait: bool | None = None) -> PlanGenerator:
+    """Stage a device (unstaged at the end of the plan whatever happens).
+
+    A device whose ``stage()`` returns a status (ophyd-async) is waited for before the
+    plan goes on, unless a ``group`` is given (wait for it yourself) or ``wait=False``.
+    Result: what ``stage()`` returned.
+    """
+    return _staging("stage", obj, group, wait)
 
 
-def unstage(obj: Any) -> PlanGenerator:
-    """Unstage a device."""
-    return _one(Msg("unstage", obj))
+def unstage(obj: Any, *, group: Any = None, wait: bool | None = None) -> PlanGenerator:
+    """Unstage a device; waited for as :func:`stage` is."""
+    return _staging("unstage", obj, group, wait)
+
+
+def _staging(command: str, obj: Any, group: Any, wait: bool | None) -> PlanGenerator:
+    if wait is None:
+        wait = group is None
+    if wait and group is None:
+        group = new_group(command)
+    return _stage_then_wait(command, obj, group, wait)
+
+
+async def _stage_then_wait(command: str, obj: Any, group: Any, wait: bool) -> PlanGenerator:
+    reply = yield Msg(command, obj, group=group)
+    if wait and _is_status(reply):
+        yield Msg("wait", None, group=group)
+    yield Return(reply)
 
 
 def stop(obj: Any) -> PlanGenerator:
@@ -233,22 +270,39 @@ def locate(*objs: Any, squeeze: bool = True) -> PlanGenerator:
 
 # -- time and flow ---------------------------------------------------------------------------
 def wait(
-    group: Any = None, *, timeout: float | None = None, error_on_timeout: bool = True
+    group: Any = None,
+    *,
+    timeout: float | None = None,
+    error_on_timeout: bool = True,
+    watch: Sequence[str] = (),
 ) -> PlanGenerator:
-    """Wait for every status of ``group`` (None: the ungrouped ones)."""
-    return _one(Msg("wait", None, group=group, timeout=timeout, error_on_timeout=error_on_timeout))
+    """Wait for every status of ``group`` (None: the ungrouped ones).
+
+    ``watch`` (groups to watch meanwhile, in bluesky) is passed on in the message.
+    """
+    return _one(
+        Msg(
+            "wait",
+            None,
+            group=group,
+            timeout=timeout,
+            error_on_timeout=error_on_timeout,
+            watch=watch,
+        )
+    )
 
 
-def sleep(seconds: float) -> PlanGenerator:
-    """Sleep without blocking the event loop."""
-    return _one(Msg("sleep", None, seconds))
+def sleep(time: float) -> PlanGenerator:
+    """Sleep ``time`` seconds without blocking the event loop."""
+    return _one(Msg("sleep", None, time))
 
 
-def wait_for(
-    factories: Sequence[Callable[[], Any]], *, timeout: float | None = None
-) -> PlanGenerator:
-    """Await what each factory returns (coroutines or futures)."""
-    return _one(Msg("wait_for", None, list(factories), timeout=timeout))
+def wait_for(futures: Iterable[Callable[[], Any]], **kwargs: Any) -> PlanGenerator:
+    """Await what each factory in ``futures`` returns (coroutines or futures).
+
+    ``kwargs`` (e.g. ``timeout=``) go into the message.
+    """
+    return _one(Msg("wait_for", None, list(futures), **kwargs))
 
 
 def run_async(target: Any, *args: Any, **kwargs: Any) -> PlanGenerator:
@@ -281,9 +335,13 @@ def pause() -> PlanGenerator:
     return _one(Msg("pause"))
 
 
-def subscribe(callback: Any, name: str = "all") -> PlanGenerator:
-    """Subscribe ``callback`` for the rest of the plan; result: a token."""
-    return _one(Msg("subscribe", None, callback, name))
+def subscribe(name: str, func: Callable[[str, Mapping[str, Any]], Any]) -> PlanGenerator:
+    """Subscribe ``func(name, doc)`` to documents ``name`` ("all", "start", "event", ...).
+
+    The subscription lasts for the rest of the plan. Result: a token for
+    :func:`unsubscribe`.
+    """
+    return _one(Msg("subscribe", None, func, name))
 
 
 def unsubscribe(token: int) -> PlanGenerator:
@@ -333,34 +391,47 @@ def _pairs(args: Sequence[Any], stub: str) -> list[tuple[Any, Any]]:
     return list(zip(args[::2], args[1::2], strict=True))
 
 
-def mv(*args: Any, group: Any = None, **kwargs: Any) -> PlanGenerator:
+def mv(*args: Any, group: Any = None, timeout: float | None = None, **kwargs: Any) -> PlanGenerator:
     """Move devices to positions at once, and wait: ``mv(m1, 1, m2, 2)``.
 
-    Result: the statuses, in argument order.
+    ``timeout``: seconds the wait may last (None: no limit); ``kwargs`` go to each
+    ``set``. Result: the statuses, in argument order.
     """
-    return _mv(_pairs(args, "mv"), group or new_group("mv"), kwargs)
+    return _mv(_pairs(args, "mv"), group or new_group("mv"), timeout, kwargs)
 
 
-async def _mv(pairs: list[tuple[Any, Any]], group: Any, kwargs: dict[str, Any]) -> PlanGenerator:
+async def _mv(
+    pairs: list[tuple[Any, Any]], group: Any, wait_timeout: float | None, kwargs: dict[str, Any]
+) -> PlanGenerator:
     statuses: list[Any] = []
     for obj, value in pairs:
         statuses.append((yield Msg("set", obj, value, group=group, **kwargs)))
-    yield Msg("wait", None, group=group)
+    yield Msg("wait", None, group=group, timeout=wait_timeout)
     yield Return(tuple(statuses))
 
 
-def mvr(*args: Any, group: Any = None, **kwargs: Any) -> PlanGenerator:
+def mvr(
+    *args: Any, group: Any = None, timeout: float | None = None, **kwargs: Any
+) -> PlanGenerator:
     """Move devices by offsets from where they are, and wait: ``mvr(m1, 0.1)``."""
-    return _mvr(_pairs(args, "mvr"), group or new_group("mvr"), kwargs)
+    return _mvr(_pairs(args, "mvr"), group or new_group("mvr"), timeout, kwargs)
 
 
-async def _mvr(pairs: list[tuple[Any, Any]], group: Any, kwargs: dict[str, Any]) -> PlanGenerator:
+async def _mvr(
+    pairs: list[tuple[Any, Any]], group: Any, wait_timeout: float | None, kwargs: dict[str, Any]
+) -> PlanGenerator:
     targets: list[Any] = []
     for obj, delta in pairs:
         here = yield where(obj)
         targets += [obj, here + delta]
-    statuses = yield _mv(_pairs(targets, "mvr"), group, kwargs)
+    statuses = yield _mv(_pairs(targets, "mvr"), group, wait_timeout, kwargs)
     yield Return(statuses)
+
+
+mov = mv
+"""bluesky's other name for :func:`mv`."""
+movr = mvr
+"""bluesky's other name for :func:`mvr`."""
 
 
 def rd(obj: Any, *, default_value: Any = 0) -> PlanGenerator:
@@ -558,41 +629,64 @@ async def _repeat(
 
 
 def repeater(
-    n: int | None, plan_factory: Callable[..., PlanGenerator], *args: Any
+    n: int | None, gen_func: Callable[..., PlanGenerator], *args: Any, **kwargs: Any
 ) -> PlanGenerator:
-    """Run ``plan_factory(*args)`` ``n`` times (forever if None), back to back."""
-    return _repeat(lambda: plan_factory(*args), n, 0.0)
+    """Run ``gen_func(*args, **kwargs)`` ``n`` times (forever if None), back to back."""
+    return _repeat(lambda: gen_func(*args, **kwargs), n, 0.0)
 
 
 # -- several devices at once -------------------------------------------------------------------
-def stage_all(*devices: Any) -> PlanGenerator:
-    """Stage each device, in order."""
-    return broadcast_msg("stage", unique_devices(devices))
+def stage_all(*devices: Any, group: Any = None) -> PlanGenerator:
+    """Stage each device (once), in order, then wait for those that returned a status.
+
+    All stage in one ``group`` (a new one if None) and one wait covers them.
+    Result: the replies, in order.
+    """
+    return _all("stage", unique_devices(devices), group, None)
 
 
-def unstage_all(*devices: Any) -> PlanGenerator:
-    """Unstage each device, in reverse order."""
-    return broadcast_msg("unstage", reversed(unique_devices(devices)))
+def unstage_all(*devices: Any, group: Any = None) -> PlanGenerator:
+    """Unstage each device (once), in the order given, then wait as :func:`stage_all` does.
+
+    As in bluesky, the order is the caller's: pass ``*reversed(devices)`` to undo a
+    :func:`stage_all` in reverse.
+    """
+    return _all("unstage", unique_devices(devices), group, None)
 
 
-def kickoff_all(*flyers: Any, group: Any = None, wait: bool = True) -> PlanGenerator:
-    """Kick off every flyer, then (by default) wait until all have started."""
-    return _all("kickoff", flyers, group, wait)
+def kickoff_all(*flyers: Any, group: Any = None, wait: bool = True, **kwargs: Any) -> PlanGenerator:
+    """Kick off every flyer, then (by default) wait until all have started.
+
+    ``kwargs`` go into each ``kickoff`` message. Result: the statuses.
+    """
+    return _all("kickoff", flyers, group, wait, kwargs)
 
 
-def complete_all(*flyers: Any, group: Any = None, wait: bool = False) -> PlanGenerator:
+def complete_all(
+    *flyers: Any, group: Any = None, wait: bool = False, **kwargs: Any
+) -> PlanGenerator:
     """Ask every flyer to finish; with ``wait=True`` wait until all have."""
-    return _all("complete", flyers, group, wait)
+    return _all("complete", flyers, group, wait, kwargs)
 
 
-async def _all(command: str, flyers: Sequence[Any], group: Any, wait: bool) -> PlanGenerator:
+async def _all(
+    command: str,
+    objs: Sequence[Any],
+    group: Any,
+    wait: bool | None,
+    kwargs: Mapping[str, Any] | None = None,
+) -> PlanGenerator:
+    """Send ``command`` to each object in one group; wait if ``wait`` (None: for statuses).
+
+    Result: the replies, as a tuple.
+    """
     group = group or new_group(command)
-    statuses: list[Any] = []
-    for flyer in flyers:
-        statuses.append((yield Msg(command, flyer, group=group)))
-    if wait:
+    replies: list[Any] = []
+    for obj in objs:
+        replies.append((yield Msg(command, obj, group=group, **(kwargs or {}))))
+    if wait or (wait is None and any(_is_status(r) for r in replies)):
         yield Msg("wait", None, group=group)
-    yield Return(statuses)
+    yield Return(tuple(replies))
 
 
 def collect_while_completing(
@@ -600,17 +694,32 @@ def collect_while_completing(
     dets: Sequence[Any],
     flush_period: float | None = None,
     stream_name: str | None = None,
+    watch: Sequence[str] = (),
 ) -> PlanGenerator:
-    """Complete the flyers, collecting ``dets`` every ``flush_period`` s until they finish."""
-    return _collect_while_completing(list(flyers), list(dets), flush_period, stream_name)
+    """Complete the flyers, collecting ``dets`` every ``flush_period`` s until they finish.
+
+    ``watch`` is passed on in each ``wait`` message (see :func:`wait`).
+    """
+    return _collect_while_completing(list(flyers), list(dets), flush_period, stream_name, watch)
 
 
 async def _collect_while_completing(
-    flyers: list[Any], dets: list[Any], flush_period: float | None, stream_name: str | None
+    flyers: list[Any],
+    dets: list[Any],
+    flush_period: float | None,
+    stream_name: str | None,
+    watch: Sequence[str],
 ) -> PlanGenerator:
     group = new_group("collect_while_completing")
     yield complete_all(*flyers, group=group, wait=False)
     done = False
     while not done:
-        done = yield Msg("wait", None, group=group, timeout=flush_period, error_on_timeout=False)
+        done = yield Msg(
+            "wait",
+            None,
+            group=group,
+            timeout=flush_period,
+            error_on_timeout=False,
+            watch=watch,
+        )
         yield Msg("collect", *dets, name=stream_name)

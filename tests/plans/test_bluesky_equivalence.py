@@ -16,7 +16,18 @@ import bluesky.plans as bp
 import bluesky.preprocessors as bluesky_pp
 import pytest
 from acq.devices.sim import SimBeamline, sim_beamline
-from acq.plans import adaptive_scan, grid_scan, rel_scan, scan
+from acq.plans import (
+    adaptive_scan,
+    count,
+    grid_scan,
+    inner_product_scan,
+    list_scan,
+    log_scan,
+    rel_log_scan,
+    rel_scan,
+    scan,
+    spiral_square,
+)
 from acq.plans import preprocessors as bpp
 from support import DocChecker
 
@@ -52,12 +63,14 @@ def _same_call(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
     """Bring plan_args to one spelling where the two record the same call differently.
 
     bluesky's grid_scan appends snake_axes to ``args`` (its older calling form); acq
-    keeps it as its own keyword. bluesky's adaptive_scan leaves out target_field.
+    keeps it as its own keyword. acq records every argument of the call; bluesky leaves
+    out adaptive_scan's target_field and count's per_shot.
     """
-    if "snake_axes" in ours:
+    if "snake_axes" in ours and "args" in theirs and len(theirs["args"]) > len(ours["args"]):
         ours["args"] = [*ours["args"], ours.pop("snake_axes")]
-    if "target_field" in ours and "target_field" not in theirs:
-        ours.pop("target_field")
+    for key in ("target_field", "per_shot"):
+        if key in ours and key not in theirs:
+            ours.pop(key)
 
 
 def _assert_equivalent(
@@ -69,6 +82,8 @@ def _assert_equivalent(
         drop = UNIQUE | (ACQ_OWN if name == "start" else set())
         a, b = _stripped(mine, drop), _stripped(other, drop)
         assert a.keys() == b.keys(), f"{name}: keys differ: {a.keys() ^ b.keys()}"
+        if name == "start" and "motors" in a:  # bluesky's come from a cycler's keys: a set
+            assert sorted(a.pop("motors")) == sorted(b.pop("motors"))
         for key in a:
             assert a[key] == b[key], f"{name}[{key!r}]: acq {a[key]!r} != bluesky {b[key]!r}"
         if name == "start" and "plan_pattern" in mine:  # same trajectory, named differently
@@ -98,6 +113,42 @@ CASES: list[Case] = [
             bp.grid_scan([b.det2d], b.x, -1, 1, 3, b.y, -1, 1, 4, snake_axes=True),
             {"sample": "Si"},
         ),
+    ),
+    (
+        "count",
+        lambda b: count([b.det, b.edge], 3),
+        lambda b: bp.count([b.det, b.edge], 3),
+    ),
+    (
+        "count with a delay, stage_wrapper",
+        lambda b: bpp.stage_wrapper(count([b.det], 2, 0.001), [b.x]),
+        lambda b: bluesky_pp.stage_wrapper(bp.count([b.det], 2, 0.001), [b.x]),
+    ),
+    (
+        "inner_product_scan",
+        lambda b: inner_product_scan([b.det2d], 3, b.x, -1, 1, b.y, 1, 0),
+        lambda b: bp.inner_product_scan([b.det2d], 3, b.x, -1, 1, b.y, 1, 0),
+    ),
+    (
+        "log_scan",
+        lambda b: log_scan([b.det], b.x, -1, 0.5, 4),
+        lambda b: bp.log_scan([b.det], b.x, -1, 0.5, 4),
+    ),
+    (
+        "rel_log_scan",
+        lambda b: rel_log_scan([b.det], b.x, -1, 0.5, 4),
+        lambda b: bp.rel_log_scan([b.det], b.x, -1, 0.5, 4),
+    ),
+    (
+        "list_scan",
+        lambda b: list_scan([b.det2d], b.x, [1, 0, 2], b.y, [0, 1, 1]),
+        # bluesky annotates *args as (motor, positions) pairs, though it takes them flat
+        lambda b: bp.list_scan([b.det2d], b.x, [1, 0, 2], b.y, [0, 1, 1]),  # pyright: ignore[reportArgumentType]
+    ),
+    (
+        "spiral_square",
+        lambda b: spiral_square([b.det2d], b.x, b.y, 0, 0, 2, 2, 3, 3),
+        lambda b: bp.spiral_square([b.det2d], b.x, b.y, 0, 0, 2, 2, 3, 3),
     ),
     (
         "adaptive_scan",

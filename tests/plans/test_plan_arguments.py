@@ -103,18 +103,19 @@ BAD: dict[str, tuple[Callable[[SimBeamline], Any], str]] = {
         r"rel_scan\(\): x cannot go to 10\.5",
     ),
     "rel_scan-not-movable": (lambda bl: rel_scan([bl.det], bl.det, 0, 1, num=2), r"motor 1"),
-    "log_scan-zero": (
-        lambda bl: log_scan([bl.det], bl.x, 0, 1, 3),
-        r"start and stop of x must be non-zero",
+    "log_scan-start": (
+        lambda bl: log_scan([bl.det], bl.x, "1", 2, 3),  # pyright: ignore[reportArgumentType]
+        r"start must be a finite",
     ),
-    "log_scan-signs": (lambda bl: log_scan([bl.det], bl.x, -1, 1, 3), r"same sign"),
+    "log_scan-not-movable": (lambda bl: log_scan([bl.det], bl.det, 0, 1, 3), r"motor \(det\)"),
     "log_scan-num": (lambda bl: log_scan([bl.det], bl.x, 1, 2, 0), r"num"),
-    "log_scan-outside-limits": (
-        lambda bl: log_scan([bl.det], bl.x, 1, 100, 3),
+    "log_scan-overflow": (lambda bl: log_scan([bl.det], bl.x, 0, 400, 3), r"10\*\*400 is beyond"),
+    "log_scan-outside-limits": (  # exponents: 10**1 .. 10**2, as numpy.logspace
+        lambda bl: log_scan([bl.det], bl.x, 1, 2, 3),
         r"x cannot go to 100",
     ),
     "rel_log_scan-outside-limits": (
-        lambda bl: rel_log_scan([bl.det], bl.x, 1, 10, 3),  # from 1: up to 11
+        lambda bl: rel_log_scan([bl.det], bl.x, 0, 1, 3),  # from 1: 1 + 10**0 .. 1 + 10**1
         r"x cannot go to 11",
     ),
     # lists

@@ -507,9 +507,10 @@ async def test_monitor_during_wrapper(bl: SimBeamline, RE: RunEngine, docs: Any)
 
 async def test_fly_during_wrapper(bl: SimBeamline, flyer: Flyer, recorder: Any, docs: Any) -> None:
     await recorder(fly_during_wrapper(count([bl.det], 2), [flyer]))
-    commands = recorder.commands(skip=("stage", "unstage"))
-    assert commands[:2] == ["open_run", "kickoff"]
-    assert commands[-4:] == ["complete", "wait", "collect", "close_run"]
+    commands = recorder.commands()
+    opened, closed = commands.index("open_run"), commands.index("close_run")
+    assert commands[opened : opened + 2] == ["open_run", "kickoff"]
+    assert commands[closed - 3 : closed + 1] == ["complete", "wait", "collect", "close_run"]
     assert docs.column("fly-position", "fly") == [-5.0, -2.5, 0.0, 2.5, 5.0]
     assert len(docs.rows("primary")) == 2
 
@@ -614,3 +615,41 @@ async def test_suspend_decorator(bl: SimBeamline, RE: RunEngine) -> None:
 
     assert (await RE(plan())).plan_result == (suspender,)
     assert RE.suspenders == ()
+
+
+# -- as bluesky's: pause_for_debug, the except_plan's result -------------------------------
+@pytest.mark.parametrize("after", ["resume", "abort"])
+@pytest.mark.parametrize("wrapper", ["finalize", "contingency"])
+async def test_pause_for_debug_pauses_before_the_cleanup(
+    bl: SimBeamline, RE: RunEngine, readback: Any, wrapper: str, after: str
+) -> None:
+    steps = Steps()
+    final = lambda: steps.note("final")  # noqa: E731
+    plan = (
+        finalize_wrapper(moves_then(bl, "raise"), final, pause_for_debug=True)
+        if wrapper == "finalize"
+        else contingency_wrapper(moves_then(bl, "raise"), final_plan=final, pause_for_debug=True)
+    )
+    with pytest.raises(RunEngineInterrupted):
+        await RE(plan)
+    assert steps.ran == []  # paused where the failure left the devices
+    assert (await readback(bl.x), await readback(bl.y)) == (3.0, 4.0)
+    if after == "resume":
+        with pytest.raises(ValueError, match="boom"):
+            await RE.resume()
+    else:
+        assert (await RE.abort()).exit_status == "abort"
+    assert steps.ran == ["final"]
+
+
+async def test_contingency_without_auto_raise_returns_what_except_plan_returns(
+    bl: SimBeamline, RE: RunEngine
+) -> None:
+    async def handle(exc: Exception) -> PlanGenerator:
+        yield Msg("null")
+        yield Return(f"handled {exc}")
+
+    plan = contingency_wrapper(moves_then(bl, "raise"), except_plan=handle, auto_raise=False)
+    assert (await RE(plan)).plan_result == "handled boom"
+    with pytest.raises(ValueError, match="boom"):  # nothing to handle it: it goes on
+        await RE(contingency_wrapper(moves_then(bl, "raise"), auto_raise=False))

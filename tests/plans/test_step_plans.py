@@ -28,6 +28,7 @@ from acq.plans import (
     rel_list_scan,
     rel_log_scan,
     rel_scan,
+    relative_inner_product_scan,
     scan,
     scan_nd,
 )
@@ -82,9 +83,16 @@ CASES: dict[str, Case] = {
         {"num_points": 3},
         together=True,
     ),
-    "inner_product_scan": Case(
-        lambda bl, z: inner_product_scan([bl.det], bl.x, 0, 2, bl.y, 0, -2, num=2),
+    "inner_product_scan": Case(  # num first, as in bluesky
+        lambda bl, z: inner_product_scan([bl.det], 2, bl.x, 0, 2, bl.y, 0, -2),
         {"x": [0.0, 2.0], "y": [0.0, -2.0]},
+        {"plan_name": "inner_product_scan", "num_points": 2, "plan_pattern": "inner_product"},
+        together=True,
+    ),
+    "relative_inner_product_scan": Case(
+        lambda bl, z: relative_inner_product_scan([bl.det], 3, bl.x, 0, 2),
+        {"x": [X0, X0 + 1, X0 + 2]},
+        {"plan_name": "relative_inner_product_scan", "num_points": 3},
         together=True,
     ),
     "rel_scan": Case(
@@ -169,33 +177,34 @@ CASES: dict[str, Case] = {
             "shape": [2, 3],
             "extents": [[1.0, 2.0], [3.0, 5.0]],
             "plan_pattern": "outer_list_product",
+            "snake_axes": "False",  # bluesky's list_grid_scan records its repr
         },
     ),
     "list_grid_scan-snake": Case(
         lambda bl, z: list_grid_scan([bl.det2d], bl.x, [2, 1], bl.y, [5, 3, 4], snake_axes=True),
         _grid([2.0, 1.0], [5.0, 3.0, 4.0], snake=True),
-        {"shape": [2, 3]},
+        {"shape": [2, 3], "snake_axes": "True"},
     ),
     "rel_list_grid_scan": Case(
         lambda bl, z: rel_list_grid_scan([bl.det2d], bl.x, [1, 2], bl.y, [0.5, 1], snake_axes=True),
         _grid([X0 + 1, X0 + 2], [Y0 + 0.5, Y0 + 1], snake=True),
         {"plan_name": "rel_list_grid_scan", "shape": [2, 2]},
     ),
-    "log_scan": Case(
-        lambda bl, z: log_scan([bl.det], bl.x, 0.01, 10, 4),
+    "log_scan": Case(  # start and stop are exponents of 10, as in bluesky
+        lambda bl, z: log_scan([bl.det], bl.x, -2, 1, 4),
         {"x": [0.01, 0.1, 1.0, 10.0]},
-        {"num_points": 4, "plan_pattern": "log_product"},
+        {"num_points": 4, "plan_pattern": "logspace"},
         together=True,
     ),
-    "log_scan-negative": Case(
-        lambda bl, z: log_scan([bl.det], bl.x, -0.1, -10, 3),
-        {"x": [-0.1, -1.0, -10.0]},
+    "log_scan-down": Case(
+        lambda bl, z: log_scan([bl.det], bl.x, 0, -2, 3),
+        {"x": [1.0, 0.1, 0.01]},
         together=True,
     ),
     "rel_log_scan": Case(
-        lambda bl, z: rel_log_scan([bl.det], bl.x, 0.1, 1, 3),
+        lambda bl, z: rel_log_scan([bl.det], bl.x, -1, 0, 3),
         {"x": [X0 + 0.1, X0 + math.sqrt(0.1), X0 + 1]},
-        {"plan_name": "rel_log_scan"},
+        {"plan_name": "rel_log_scan", "plan_pattern": "logspace"},
         together=True,
     ),
     "scan_nd-cycler": Case(
@@ -291,7 +300,9 @@ async def test_scan_messages(bl: SimBeamline, recorder: Any) -> None:
     commands = recorder.commands(skip=("await",))  # the soft-limit checks come first
     point = ["checkpoint", "set", "set", "wait", "trigger", "wait", "create"]
     point += ["read", "read", "read", "save"]
-    assert commands == ["stage"] * 3 + ["open_run"] + point * 2 + ["close_run"] + ["unstage"] * 3
+    staging = ["stage"] * 3 + ["wait"]  # the sim devices' stage() returns a status: wait
+    unstaging = ["unstage"] * 3 + ["wait"]
+    assert commands == staging + ["open_run"] + point * 2 + ["close_run"] + unstaging
     assert [(m.obj, m.args[0]) for m in recorder.of("set")] == [
         (bl.x, 0.0),
         (bl.y, 2.0),
@@ -326,12 +337,16 @@ async def test_per_step_replaces_the_step(bl: SimBeamline, RE: RunEngine, docs: 
 async def test_count_messages_and_documents(bl: SimBeamline, recorder: Any, docs: Any) -> None:
     await recorder(count([bl.det], 3))
     shot = ["checkpoint", "trigger", "wait", "create", "read", "save"]
-    assert recorder.commands() == ["stage", "open_run", *shot * 3, "close_run", "unstage"]
+    assert recorder.commands() == [
+        *("stage", "wait", "open_run"),
+        *shot * 3,
+        *("close_run", "unstage", "wait"),
+    ]
     assert docs.column("det") == pytest.approx([math.exp(-0.5)] * 3)  # a Gaussian, x at 1
     start = docs.start
     assert start["plan_name"] == "count"
     assert start["detectors"] == ["det"]
-    assert start["motors"] == []
+    assert "motors" not in start  # count moves nothing; bluesky's has no such key either
     assert start["num_points"] == 3
     assert start["num_intervals"] == 2
     assert start["hints"]["dimensions"] == [[["time"], "primary"]]
@@ -478,7 +493,7 @@ REL = {
     "rel_list_grid_scan": lambda bl, det: rel_list_grid_scan(
         [bl.det, det], bl.x, [1, 2], bl.y, [1, 2]
     ),
-    "rel_log_scan": lambda bl, det: rel_log_scan([bl.det, det], bl.x, 1, 4, 3),
+    "rel_log_scan": lambda bl, det: rel_log_scan([bl.det, det], bl.x, 0, 0.6, 3),
 }
 
 

@@ -93,7 +93,7 @@ ONE_MESSAGE: dict[str, tuple[Callable[[], Any], Msg]] = {
     ),
     "collect": (
         lambda: stubs.collect(OBJ, name="s"),
-        Msg("collect", OBJ, name="s", return_payload=True),
+        Msg("collect", OBJ, stream=False, return_payload=True, name="s"),
     ),
     "monitor": (lambda: stubs.monitor(OBJ, name="m"), Msg("monitor", OBJ, name="m")),
     "unmonitor": (lambda: stubs.unmonitor(OBJ), Msg("unmonitor", OBJ)),
@@ -106,13 +106,16 @@ ONE_MESSAGE: dict[str, tuple[Callable[[], Any], Msg]] = {
         lambda: stubs.configure(OBJ, exposure=2),
         Msg("configure", OBJ, exposure=2),
     ),
-    "stage": (lambda: stubs.stage(OBJ), Msg("stage", OBJ)),
-    "unstage": (lambda: stubs.unstage(OBJ), Msg("unstage", OBJ)),
+    "stage-in-a-group": (lambda: stubs.stage(OBJ, group="g"), Msg("stage", OBJ, group="g")),
+    "unstage-no-wait": (
+        lambda: stubs.unstage(OBJ, wait=False),
+        Msg("unstage", OBJ, group=None),
+    ),
     "stop": (lambda: stubs.stop(OBJ), Msg("stop", OBJ)),
     "locate": (lambda: stubs.locate(OBJ, OTHER), Msg("locate", OBJ, OTHER, squeeze=True)),
     "wait": (
         lambda: wait("g", timeout=2.0),
-        Msg("wait", None, group="g", timeout=2.0, error_on_timeout=True),
+        Msg("wait", None, group="g", timeout=2.0, error_on_timeout=True, watch=()),
     ),
     "sleep": (lambda: sleep(0.5), Msg("sleep", None, 0.5)),
     "wait_for": (
@@ -125,7 +128,7 @@ ONE_MESSAGE: dict[str, tuple[Callable[[], Any], Msg]] = {
     "clear_checkpoint": (stubs.clear_checkpoint, Msg("clear_checkpoint")),
     "rewindable": (lambda: stubs.rewindable(False), Msg("rewindable", None, False)),
     "pause": (pause, Msg("pause")),
-    "subscribe": (lambda: stubs.subscribe(print, "event"), Msg("subscribe", None, print, "event")),
+    "subscribe": (lambda: stubs.subscribe("event", print), Msg("subscribe", None, print, "event")),
     "unsubscribe": (lambda: stubs.unsubscribe(7), Msg("unsubscribe", None, 7)),
     "install_suspender": (
         lambda: stubs.install_suspender(OBJ),
@@ -389,7 +392,7 @@ async def test_stage_all_unstage_all_and_broadcast(RE: RunEngine) -> None:
         yield Return((staged, unstaged, configured))
 
     staged, unstaged, configured = (await RE(plan())).plan_result
-    assert order == ["stage a", "stage b", "unstage b", "unstage a"]
+    assert order == ["stage a", "stage b", "unstage a", "unstage b"]  # each once, as given
     assert len(staged) == len(unstaged) == 2
     assert a.exposure == b.exposure == 0.5
     exposures = [
@@ -529,3 +532,37 @@ async def test_sub_plan_results_reach_the_top_at_depth(bl: SimBeamline, recorder
     result = await recorder(top())
     assert result.plan_result == (X0 * 10 + 1, 1)
     assert recorder.commands() == ["read", "set", "wait"]
+
+
+# -- called as bluesky's stubs are ---------------------------------------------------------
+async def test_mv_and_mvr_timeout_bounds_the_wait(bl: SimBeamline, recorder: Any) -> None:
+    await recorder(mv(bl.x, 2, timeout=5.0))
+    await recorder(stubs.movr(bl.x, 1, timeout=6.0))  # bluesky's other name for mvr
+    assert [m.kwargs["timeout"] for m in recorder.of("wait")] == [5.0, 6.0]
+    assert all("timeout" not in m.kwargs for m in recorder.of("set"))
+
+
+async def test_subscribe_takes_the_document_name_first(bl: SimBeamline, RE: RunEngine) -> None:
+    seen: list[str] = []
+    await RE(
+        in_run(
+            stubs.subscribe("event", lambda name, doc: seen.append(name)),
+            trigger_and_read([bl.det]),
+        )
+    )
+    assert seen == ["event"]
+
+
+async def test_repeater_passes_keywords(bl: SimBeamline, RE: RunEngine, docs: Any) -> None:
+    await RE(in_run(repeater(2, trigger_and_read, [bl.det], name="other")))
+    assert docs.streams() == ["other"]
+    assert len(docs.rows("other")) == 2
+
+
+async def test_sleep_and_wait_for_take_bluesky_keywords(RE: RunEngine, recorder: Any) -> None:
+    await recorder(sleep(time=0.0))
+    await recorder(wait_for(futures=[_factory], timeout=1.0))
+    assert recorder.msgs == [
+        Msg("sleep", None, 0.0),
+        Msg("wait_for", None, [_factory], timeout=1.0),
+    ]

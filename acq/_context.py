@@ -11,11 +11,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine, Hashable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from ._dispatch import Dispatcher
 from ._documents import RunBundler, call_maybe_async, validate_document
-from ._errors import IllegalMessageSequence, SubscriberError
+from ._errors import DeviceError, IllegalMessageSequence, SubscriberError
 from ._metadata import build_start, library_versions
 from ._status import StatusGroups, await_status, device_name
 from ._uid import new_uid
@@ -33,31 +33,74 @@ def failure_reason(exc: BaseException) -> str:
 
 
 class _Monitor:
-    """A ``monitor`` message's subscription: updates become events of its own stream."""
+    """A ``monitor`` message's subscription: updates become events of its own stream.
+
+    ophyd-async signals call back with a reading (``{key: {"value", "timestamp"}}``) on
+    the loop; ophyd v1 signals call back with keywords (``value=``, ``old_value=``,
+    ``timestamp=``, ``sub_type=``, ``obj=``) from whatever thread changed the value, and
+    then the signal is read right there, as bluesky does. A failure (the read raising,
+    or an event that cannot be made) ends the monitor and is raised where it is stopped
+    (``unmonitor``, ``close_run`` or the cleanup), so the run fails instead of quietly
+    missing events; ophyd v1 would only log an exception raised by a callback.
+    """
 
     def __init__(self, obj: Any, run: RunBundler, name: str) -> None:
         self.obj = obj
         self.run = run
         self.name = name
-        self.queue: asyncio.Queue[Mapping[str, Any] | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[Mapping[str, Any] | BaseException | None] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
         self.stream: Any = None
+        self.failed = False
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
 
-    def callback(self, reading: Mapping[str, Any]) -> None:
+    def callback(self, *args: Any, **kwargs: Any) -> None:
+        if self.failed:
+            return
+        item: Mapping[str, Any] | BaseException
+        try:
+            item = self._reading(args, kwargs)
+        except Exception as exc:  # noqa: BLE001 -- carried to the run, not lost in ophyd's log
+            self.failed = True
+            item = DeviceError(
+                f"monitor of {device_name(self.obj)} (stream {self.name!r}) failed: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            item.__cause__ = exc
         if threading.get_ident() == self._thread:
-            self.queue.put_nowait(reading)
+            self.queue.put_nowait(item)
         else:  # ophyd v1 / pyepics call back from their own threads
-            self._loop.call_soon_threadsafe(self.queue.put_nowait, reading)
+            self._loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+    def _reading(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Mapping[str, Any]:
+        if len(args) == 1 and not kwargs and isinstance(args[0], Mapping):
+            return cast(Mapping[str, Any], args[0])
+        reading = self.obj.read()
+        if hasattr(reading, "__await__"):
+            close = getattr(reading, "close", None)
+            if callable(close):
+                close()
+            raise DeviceError(
+                f"{device_name(self.obj)} called back without a reading and its read() must "
+                "be awaited: subscribe() callbacks of async devices get the reading"
+            )
+        return cast(Mapping[str, Any], reading)
 
     async def pump(self) -> None:
         while True:
-            reading = await self.queue.get()
-            if reading is None:
+            item = await self.queue.get()
+            if item is None:
                 return
+            if isinstance(item, BaseException):
+                raise item
             if not self.run.closed:
-                await self.run.monitor_event(self.stream, reading)
+                try:
+                    await self.run.monitor_event(self.stream, item)
+                except Exception as exc:
+                    self.failed = True
+                    exc.add_note(f"acq: in the monitor of {device_name(self.obj)}")
+                    raise
 
 
 class PlanContext:
@@ -223,6 +266,12 @@ class PlanContext:
         self.recording = self._rewindable
         self.checkpoint_count += 1
 
+    def reset_replay(self) -> None:
+        """Rewind no further back than here (``stage``/``unstage``), if rewinding at all."""
+        if self.recording:
+            self.replay.clear()
+            self.bundle_marks.clear()
+
     def clear_checkpoint(self) -> None:
         """From here on the plan cannot be rewound (until the next checkpoint)."""
         self.replay.clear()
@@ -305,7 +354,9 @@ class PlanContext:
     async def cleanup(self, exit_status: str, reason: str) -> list[BaseException]:
         """Leave nothing behind: movers, monitors, staged devices, open runs, subscriptions.
 
-        Devices the plan moved are stopped unless it succeeded. Every step runs even if an
+        Devices the plan moved are stopped unless it succeeded. Flyers kicked off in a run
+        that is still open and never collected are collected before its Stop (bluesky's
+        rule; a failure there is logged, as bluesky does). Every step runs even if an
         earlier one fails; failures are returned (and logged).
         """
         problems: list[BaseException] = []
@@ -325,6 +376,18 @@ class PlanContext:
                 f"unmonitor {device_name(self.monitors[token].obj)}",
                 lambda t=token: self.stop_monitor(t),
             )
+        # as bluesky: a flyer kicked off in a run still open and never collected is
+        # collected now, before the devices are unstaged and the run's Stop; one that
+        # cannot be (some flyers do not support a partial collect) is logged and skipped
+        for run in self.runs.values():
+            for flyer in run.uncollected:
+                try:
+                    await run.collect([flyer], None, return_payload=False)
+                except Exception:
+                    logger.exception(
+                        "cleanup: collecting %s, kicked off but never collected, failed",
+                        device_name(flyer),
+                    )
         for obj in reversed(self.staged):
             unstage = getattr(obj, "unstage", None)
             if unstage is not None:

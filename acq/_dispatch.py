@@ -10,7 +10,15 @@
   counted on the result).
 * A *critical* subscriber (storage) is called inline: the engine awaits it for each
   document, and if it raises, the run fails with :class:`SubscriberError` instead of
-  losing data silently.
+  losing data silently. A critical subscriber that does blocking I/O (an HTTP client,
+  say) is subscribed with ``critical=True, thread=True``: each document is then handed
+  to its own thread and the plan waits for it there, while the loop goes on (other
+  tasks, Ctrl-C, the other subscribers).
+* A callback the *plan* subscribes (``Msg('subscribe')``, bluesky's ``subs_wrapper``)
+  is part of the plan's own logic (a ``PeakStats`` whose result the plan moves to, as
+  apstools' ``lineup2`` computes before ``close_run``): it is called inline, like a
+  critical one, so it has every document before the plan's next message, as in
+  bluesky; its errors are reported like any non-critical subscriber's.
 * An error in a non-critical callback is logged (logger ``acq.subscribers``) and
   recorded on the result; the callback keeps receiving later documents.
 
@@ -29,6 +37,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, cast
 
@@ -80,7 +89,8 @@ class Subscription:
     callback: Callback
     name: str = "all"
     critical: bool = False
-    thread: bool = True
+    thread: bool | None = None  # None: a thread unless critical or inline (see Dispatcher)
+    inline: bool = False  # called before the plan goes on, errors only reported
     maxsize: int = 10_000
     overflow: Overflow = "block"
     token: int = 0
@@ -100,6 +110,8 @@ class Subscription:
         self.is_async = inspect.iscoroutinefunction(self.callback) or (
             inspect.iscoroutinefunction(getattr(self.callback, "__call__", None))  # noqa: B004
         )
+        if self.thread is None:
+            self.thread = not (self.critical or self.inline)
 
     def wants(self, name: str) -> bool:
         """True if this subscription takes documents called ``name``."""
@@ -128,11 +140,8 @@ class _Worker:
         self._errors = errors
         self._loop = asyncio.get_running_loop()
 
-    def _report(self, name: str, exc: BaseException) -> None:
-        logger.error(
-            "subscriber %s raised on a %r document: %r", self.sub.label, name, exc, exc_info=exc
-        )
-        self._errors.append(CallbackError(self.sub.label, name, exc))
+    def _report(self, name: str, exc: Exception) -> None:
+        _report_error(self._errors, self.sub, name, exc)
 
     def put_nowait(self, item: tuple[str, dict[str, Any]]) -> bool:  # pragma: no cover
         raise NotImplementedError
@@ -336,7 +345,8 @@ class Dispatcher:
         self._subs: dict[int, Subscription] = {}
         self._tokens = itertools.count(1)
         self._workers: dict[int, _Worker] = {}
-        self._critical_by_name: dict[str, tuple[Subscription, ...]] = {}
+        self._critical_by_name: dict[str, tuple[tuple[Subscription, Callback], ...]] = {}
+        self._offloaders: dict[int, ThreadPoolExecutor] = {}  # critical, thread=True
         self._by_name: dict[str, tuple[_Worker, ...]] = {}
         self.errors: list[CallbackError] = []
         self._retired: list[_Worker] = []
@@ -359,6 +369,7 @@ class Dispatcher:
         if sub is None:
             return
         worker = self._workers.pop(token, None)
+        self._retire_offloader(token)
         self._rebuild()
         if worker is not None:
             await worker.drain()
@@ -369,6 +380,7 @@ class Dispatcher:
         sub = self._subs.pop(token, None)
         if sub is not None and token in self._workers:
             self._retired.append(self._workers.pop(token))
+        self._retire_offloader(token)
         self._rebuild()
 
     def has(self, token: int) -> bool:
@@ -391,10 +403,25 @@ class Dispatcher:
         self._rebuild()
 
     def _start(self, sub: Subscription) -> None:
-        if sub.critical:
+        if sub.critical or sub.inline:
+            if sub.thread and not sub.is_async:
+                self._offloaders[sub.token] = ThreadPoolExecutor(
+                    1, thread_name_prefix=f"acq critical subscriber {sub.label}"
+                )
             return
         cls = _LoopWorker if sub.is_async or not sub.thread else _ThreadWorker
         self._workers[sub.token] = cls(sub, self.errors)
+
+    async def drain(self) -> None:
+        """Wait until every worker has called back with every document handed over so far.
+
+        ``close_run`` waits for this, so that when it returns to the plan every
+        subscriber has seen the run through its Stop, as in bluesky (a plan may read a
+        ``PeakStats`` right after its scan). A slow subscriber delays the end of a run,
+        never a point.
+        """
+        for worker in [*self._workers.values(), *self._retired]:
+            await worker.drain()
 
     async def finish(self) -> None:
         """Wait until every worker has taken every document, then stop them."""
@@ -406,13 +433,40 @@ class Dispatcher:
             self.active = False
             self._workers.clear()
             self._retired = []
+            for token in list(self._offloaders):
+                self._retire_offloader(token)
             self._rebuild()
             for worker in workers:
                 await worker.close()
 
+    def _report(self, sub: Subscription, name: str, exc: Exception) -> None:
+        _report_error(self.errors, sub, name, exc)
+
+    def _retire_offloader(self, token: int) -> None:
+        executor = self._offloaders.pop(token, None)
+        if executor is not None:
+            executor.shutdown(wait=False)  # its documents were all awaited
+
+    def _critical_call(self, sub: Subscription) -> Callback:
+        """How a critical subscriber is called: inline, or in its own thread."""
+        executor = self._offloaders.get(sub.token)
+        if executor is None:
+            return sub.callback
+        submit = executor.submit
+        callback = sub.callback
+
+        def offloaded(name: str, doc: dict[str, Any]) -> Any:
+            return asyncio.wrap_future(submit(callback, name, doc))
+
+        return offloaded
+
     def _rebuild(self) -> None:
         self._critical_by_name = {
-            name: tuple(s for s in self._subs.values() if s.critical and s.wants(name))
+            name: tuple(
+                (s, self._critical_call(s))
+                for s in self._subs.values()
+                if (s.critical or s.inline) and s.wants(name)
+            )
             for name in DOCUMENT_NAMES
         }
         self._by_name = {
@@ -433,11 +487,14 @@ class Dispatcher:
         """
         failure: SubscriberError | None = None
         awaited: list[tuple[Subscription, Any]] | None = None
-        for sub in self._critical_by_name[name]:
+        for sub, call in self._critical_by_name[name]:
             try:
-                result = sub.callback(name, doc)
+                result = call(name, doc)
             except Exception as exc:  # noqa: BLE001 -- raised once everyone has the document
-                failure = failure or _critical_error(sub, name, exc)
+                if sub.critical:
+                    failure = failure or _critical_error(sub, name, exc)
+                else:
+                    self._report(sub, name, exc)
             else:
                 if result is not None:
                     if awaited is None:
@@ -477,12 +534,22 @@ class Dispatcher:
                 if isinstance(result, Awaitable):
                     await result
             except Exception as exc:  # noqa: BLE001 -- raised once everyone has the document
-                failure = failure or _critical_error(sub, name, exc)
+                if sub.critical:
+                    failure = failure or _critical_error(sub, name, exc)
+                else:
+                    self._report(sub, name, exc)
         for worker in workers:
             if not worker.put_nowait(item):
                 await worker.put(item)
         if failure is not None:
             raise failure
+
+
+def _report_error(
+    errors: list[CallbackError], sub: Subscription, name: str, exc: Exception
+) -> None:
+    logger.error("subscriber %s raised on a %r document: %r", sub.label, name, exc, exc_info=exc)
+    errors.append(CallbackError(sub.label, name, exc))
 
 
 def _critical_error(sub: Subscription, name: str, exc: Exception) -> SubscriberError:

@@ -183,7 +183,7 @@ class RunEngine:
         name: str = "all",
         *,
         critical: bool = False,
-        thread: bool = True,
+        thread: bool | None = None,
         maxsize: int = 10_000,
         overflow: Overflow = "block",
     ) -> int:
@@ -194,8 +194,12 @@ class RunEngine:
             name: ``"all"`` or one document name (``"start"``, ``"event"``, ...).
             critical: the plan waits for it on every document, and its failure fails
                 the run (for storage); otherwise it runs in its own worker.
-            thread: run a plain-function callback in its own thread (default), so a slow
-                one never blocks the loop; False runs it on the loop, in its own task.
+            thread: run a plain-function callback in its own thread (the default for
+                one that is not critical), so a slow one never blocks the loop; False
+                runs it on the loop, in its own task. A critical subscriber runs inline
+                on the loop unless ``thread=True``: then each document is handed to its
+                own thread and the plan waits for it without blocking the loop (for
+                storage that does blocking I/O, e.g. bluesky's ``TiledWriter``).
             maxsize: the worker's queue bound.
             overflow: ``"block"`` (wait for room: nothing lost) or ``"drop"``.
 
@@ -337,6 +341,7 @@ class RunEngine:
             inferred=inferred,
         )
         ctx.record_interruptions = self.record_interruptions
+        ctx.checkpoint()  # as in bluesky: a pause before the plan's first checkpoint rewinds
         self._call = _Call(ctx, PlanStack(root), tokens)
         self._request = None
         return await self._execute(self._call)
@@ -633,10 +638,18 @@ class RunEngine:
                 if self._interrupting:  # a device swallowed our cancellation: undo it
                     self._interrupting = False
                     cast(asyncio.Task[Any], self._task).uncancel()
-                if self._request is Request.PAUSE_DEFERRED and msg.command == "checkpoint":
+                request = self._request
+                if request is Request.PAUSE_DEFERRED and msg.command == "checkpoint":
                     call.reply, call.pending = reply, None
                     call.reason = "paused at a checkpoint, as requested"
                     await self._pause(call)
+                elif request is not None and request is not Request.PAUSE_DEFERRED:
+                    # asked for while this message ran (Msg('pause') itself, a callback,
+                    # another task): act on it now, not before the plan's next message,
+                    # so that a pause as the plan's last message still pauses
+                    error = await self._interrupt(call, None, reply)
+                    msg = None
+                    continue
             msg = None
             countdown -= 1
             if not countdown:

@@ -20,12 +20,24 @@ raises :class:`AcqInternalError` instead, so it is never mistaken for bad input:
                                    swallow them
     * AcqInternalError        -- a bug in acq; please report it
 
+Where bluesky has an exception of the same meaning (``FailedStatus``,
+``IllegalMessageSequence``, ``RunEngineInterrupted``, ``InvalidCommand`` for an unknown
+command), acq's also derives from it, so a bluesky plan's ``except`` clause catches acq's.
+
 Messages say what happened and what to do, naming the message, device, key or argument.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+# bluesky's plans catch these by bluesky's classes (``except FailedStatus:`` to retry a
+# move); acq's own errors derive from them so those clauses keep working on acq. Only the
+# exception classes are taken from bluesky, never its engine.
+from bluesky.utils import FailedStatus as _BlueskyFailedStatus
+from bluesky.utils import IllegalMessageSequence as _BlueskyIllegalMessageSequence
+from bluesky.utils import InvalidCommand as _BlueskyInvalidCommand
+from bluesky.utils import RunEngineInterrupted as _BlueskyRunEngineInterrupted
 
 __all__ = [
     "RequestAbort",
@@ -54,11 +66,14 @@ class PlanError(AcqError):
     """The plan yielded something the engine cannot execute."""
 
 
-class UnknownCommandError(PlanError):
-    """A message's command has no registered handler."""
+class UnknownCommandError(PlanError, _BlueskyInvalidCommand):
+    """A message's command has no registered handler (a ``KeyError``, as in bluesky)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""  # not KeyError's quoted repr
 
 
-class IllegalMessageSequence(PlanError):
+class IllegalMessageSequence(PlanError, _BlueskyIllegalMessageSequence):
     """A message arrived where it is not allowed (``save`` without ``create``, ...)."""
 
 
@@ -82,11 +97,22 @@ class WaitTimeoutError(AcqError, TimeoutError):
     """A ``wait`` message's group did not finish within its timeout."""
 
 
-class FailedStatus(AcqError):
-    """A status object reported failure."""
+class FailedStatus(AcqError, _BlueskyFailedStatus):
+    """A status object reported failure; the device's own error is its ``__cause__``.
+
+    The plan sees this whatever the device raised, as in bluesky, so that a plan can
+    catch a failed move or acquisition (to retry it, say) without knowing the device.
+
+    Attributes:
+        status: the status that failed (None if it was not a status object).
+    """
+
+    def __init__(self, message: str, status: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
-class RunEngineInterrupted(AcqError):
+class RunEngineInterrupted(AcqError, _BlueskyRunEngineInterrupted):
     """The plan was paused; the run is kept. Resume, stop or abort it."""
 
 

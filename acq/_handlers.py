@@ -64,7 +64,9 @@ async def close_run(ctx: PlanContext, msg: Any) -> str:
         raise PlanError(
             f"'close_run' with exit_status={exit_status!r}: it must be 'success', 'abort' or 'fail'"
         )
-    return await ctx.close_run(msg.run, exit_status, msg.kwargs.get("reason") or "")
+    uid = await ctx.close_run(msg.run, exit_status, msg.kwargs.get("reason") or "")
+    await ctx.dispatcher.drain()  # every subscriber has seen the Stop when the plan goes on
+    return uid
 
 
 def create(ctx: PlanContext, msg: Any) -> None:
@@ -199,14 +201,30 @@ def _status_command(ctx: PlanContext, msg: Any, name: str, protocol: str) -> Any
     if type(status) is CoroutineType:
         status = as_status(status)
     ctx.touched[id(obj)] = obj
-    if status is not None:
-        ctx.groups.add(group, name, obj, status)
+    if status is not None and ctx.groups.add(group, name, obj, status):
+        return _after_a_turn(status)
+    return status
+
+
+async def _after_a_turn(status: Any) -> Any:
+    """Reply ``status`` after one turn of the event loop.
+
+    A message that started background work (a move, an acquisition) lets that work
+    start before the plan goes on, as bluesky's engine does: an instantly-moving async
+    device read right after its ``set`` (no ``wait``) gives the new value. Only a
+    status still running pays for the turn; a finished one is replied at once.
+    """
+    await asyncio.sleep(0)
     return status
 
 
 def kickoff(ctx: PlanContext, msg: Any) -> Any:
-    """``Msg('kickoff', flyer, group=...)``: start a fly scan."""
-    return _status_command(ctx, msg, "kickoff", "Flyable")
+    """``Msg('kickoff', flyer, group=...)``: start a fly scan (collected at the end if never)."""
+    status = _status_command(ctx, msg, "kickoff", "Flyable")
+    run = ctx.runs.get(msg.run)
+    if run is not None:
+        run.kicked_off(msg.obj)
+    return status
 
 
 def complete(ctx: PlanContext, msg: Any) -> Any:
@@ -250,8 +268,9 @@ async def stage(ctx: PlanContext, msg: Any) -> Any:
         ctx.staged.append(msg.obj)  # before calling: a failed stage is still unstaged
     ctx.touched[id(msg.obj)] = msg.obj
     result: Any = method()
-    if _is_status(result):
-        ctx.groups.add(msg.kwargs.get("group"), "stage", msg.obj, result)
+    ctx.reset_replay()  # as in bluesky, a resume never rewinds past a stage
+    if _is_status(result) and ctx.groups.add(msg.kwargs.get("group"), "stage", msg.obj, result):
+        await asyncio.sleep(0)  # let it start (see _after_a_turn)
     elif hasattr(result, "__await__"):
         result = await result
     return result
@@ -264,8 +283,9 @@ async def unstage(ctx: PlanContext, msg: Any) -> Any:
     if not callable(method):
         return []
     result: Any = method()
-    if _is_status(result):
-        ctx.groups.add(msg.kwargs.get("group"), "unstage", msg.obj, result)
+    ctx.reset_replay()
+    if _is_status(result) and ctx.groups.add(msg.kwargs.get("group"), "unstage", msg.obj, result):
+        await asyncio.sleep(0)  # let it start (see _after_a_turn)
     elif hasattr(result, "__await__"):
         result = await result
     return result
@@ -372,7 +392,8 @@ async def subscribe(ctx: PlanContext, msg: Any) -> int:
     args: list[Any] = list(msg.args)
     callback: Any = args.pop(0) if args else msg.kwargs.get("func")
     name: Any = args.pop(0) if args else msg.kwargs.get("name", "all")
-    token = ctx.dispatcher.subscribe(make_subscription(callback, name))
+    # part of the plan's logic: it has each document before the plan's next message
+    token = ctx.dispatcher.subscribe(make_subscription(callback, name, inline=True))
     ctx.plan_tokens.append(token)
     return token
 

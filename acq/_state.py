@@ -11,8 +11,8 @@ from ._errors import StateError
 __all__ = ["State", "transition"]
 
 
-class State(enum.Enum):
-    """What the RunEngine is doing."""
+class State(enum.StrEnum):
+    """What the RunEngine is doing; equal to its value, as bluesky's ``RE.state == "idle"``."""
 
     IDLE = "idle"
     RUNNING = "running"

@@ -75,7 +75,7 @@ def status_exception(status: Any) -> BaseException | None:
             exc = exc_getter()
         except Exception as err:  # noqa: BLE001 -- the status's own failure
             exc = err
-    return exc if isinstance(exc, BaseException) else FailedStatus(f"{status!r} failed")
+    return exc if isinstance(exc, BaseException) else FailedStatus(f"{status!r} failed", status)
 
 
 def status_future(status: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
@@ -108,26 +108,30 @@ class StatusGroups:
     def __init__(self) -> None:
         self._groups: dict[Hashable, list[tuple[str, Any, Any]]] = {}
 
-    def add(self, group: Hashable, command: str, obj: Any, status: Any) -> None:
+    def add(self, group: Hashable, command: str, obj: Any, status: Any) -> bool:
         """File ``status`` (from ``command`` on ``obj``) under ``group``.
 
         A status that has already finished successfully is not kept; a failed one is,
         so that the ``wait`` for its group raises.
+
+        Returns:
+            True if the status was filed (it is still running, or it failed).
         """
         if status is None:
-            return
+            return False
         try:  # the protocol's attributes: one read each for a finished status
             if status.done is True and status.success is True:
-                return
+                return False
         except AttributeError:
             pass
         if _is_done(status) and status_exception(status) is None:
-            return
+            return False
         entries = self._groups.get(group)
         if entries is None:
             self._groups[group] = [(command, obj, status)]
         else:
             entries.append((command, obj, status))
+        return True
 
     def has(self, group: Hashable) -> bool:
         """True if anything is filed under ``group`` (a ``wait`` for it may have to wait)."""
@@ -152,13 +156,15 @@ class StatusGroups:
         timeout: float | None = None,  # noqa: ASYNC109 -- the 'wait' message's own
         error_on_timeout: bool = True,
     ) -> bool:
-        """Wait for every status of ``group``; raise the first failure.
+        """Wait for every status of ``group``; the first failure ends the wait at once.
 
         Returns:
             True once all are done; False when ``timeout`` passed first and
             ``error_on_timeout`` is False.
 
         Raises:
+            FailedStatus: a status of the group failed (as soon as it did: the others
+                are not waited for, as in bluesky); the device's error is its cause.
             WaitTimeoutError: ``timeout`` passed with statuses unfinished (they stay in
                 the group, unless ``error_on_timeout`` is False, in which case the wait
                 just returns and they stay filed).
@@ -166,31 +172,43 @@ class StatusGroups:
         entries = self._groups.pop(group, None)
         if not entries:
             return True
-        unfinished = [e for e in entries if not _is_done(e[2])]
-        if unfinished:
-            loop = asyncio.get_running_loop()
-            futures = {status_future(e[2], loop): e for e in unfinished}
-            try:
-                _, not_done = await asyncio.wait(futures, timeout=timeout)
-            except asyncio.CancelledError:
-                self._groups.setdefault(group, []).extend(entries)  # interrupted: keep them
-                raise
-            if not_done:
-                waiting = [futures[f] for f in not_done]
-                self._groups.setdefault(group, []).extend(waiting)
-                if error_on_timeout:
-                    names = ", ".join(f"{cmd} {device_name(obj)}" for cmd, obj, _ in waiting)
-                    raise WaitTimeoutError(
-                        f"wait for group {group!r} timed out after {timeout} s; still "
-                        f"waiting for: {names}"
-                    )
-                for entry in entries:
-                    if _is_done(entry[2]):
-                        _raise_if_failed(entry)
-                return False
         for entry in entries:
-            _raise_if_failed(entry)
-        return True
+            if _is_done(entry[2]):
+                _raise_if_failed(entry)
+        unfinished = [e for e in entries if not _is_done(e[2])]
+        if not unfinished:
+            return True
+        loop = asyncio.get_running_loop()
+        futures = {status_future(e[2], loop): e for e in unfinished}
+        pending: set[asyncio.Future[Any]] = set(futures)
+        deadline = None if timeout is None else loop.time() + timeout
+        try:
+            while pending:
+                left = None if deadline is None else max(0.0, deadline - loop.time())
+                done, pending = await asyncio.wait(
+                    pending, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    break  # timed out
+                for fut in done:
+                    entry = futures[fut]
+                    if status_exception(entry[2]) is not None:
+                        for other in pending:  # still running; nobody waits for them now
+                            other.add_done_callback(_retrieve)
+                        _raise_if_failed(entry)
+        except asyncio.CancelledError:
+            self._groups.setdefault(group, []).extend(entries)  # interrupted: keep them
+            raise
+        if not pending:
+            return True
+        waiting = [futures[f] for f in pending]
+        self._groups.setdefault(group, []).extend(waiting)
+        if error_on_timeout:
+            names = ", ".join(f"{cmd} {device_name(obj)}" for cmd, obj, _ in waiting)
+            raise WaitTimeoutError(
+                f"wait for group {group!r} timed out after {timeout} s; still waiting for: {names}"
+            )
+        return False
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:
@@ -200,14 +218,18 @@ def _retrieve(fut: asyncio.Future[Any]) -> None:
 
 
 def _raise_if_failed(entry: tuple[str, Any, Any]) -> None:
+    """Raise :class:`FailedStatus` (the device's error as its cause) if ``entry`` failed."""
     command, obj, status = entry
     exc = status_exception(status)
     if exc is None:
         return
-    if not isinstance(exc, asyncio.CancelledError):
-        exc.add_note(f"acq: the status of {command!r} on {device_name(obj)} failed")
+    what = f"the status of {command!r} on {device_name(obj)}"
+    if isinstance(exc, asyncio.CancelledError):
+        raise FailedStatus(f"{what} was cancelled", status)
+    if isinstance(exc, FailedStatus):
+        exc.add_note(f"acq: {what} failed")
         raise exc
-    raise FailedStatus(f"the status of {command!r} on {device_name(obj)} was cancelled")
+    raise FailedStatus(f"{what} failed: {type(exc).__name__}: {exc}", status) from exc
 
 
 async def await_status(status: Any) -> None:

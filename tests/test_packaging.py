@@ -116,6 +116,8 @@ def test_engine_core_imports_no_devices_plans_callbacks_or_ophyd_async(path: Pat
         ):
             imported.append(node.value)  # importlib.import_module("acq.devices...")
     bad = [m for m in imported if m.startswith(FORBIDDEN_IN_CORE)]
+    if path.name == "_errors.py":  # SPEC: bluesky's exception classes, which acq's subclass
+        bad = [m for m in bad if m != "bluesky.utils"]
     assert not bad, f"{path.name} imports {bad}"
 
 

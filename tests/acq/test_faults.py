@@ -24,7 +24,7 @@ import pytest
 from ophyd_async.core import AsyncStatus
 from support import DocChecker
 
-from acq import Msg, RunEngine, SubscriberError, WaitTimeoutError
+from acq import FailedStatus, Msg, RunEngine, SubscriberError, WaitTimeoutError
 
 DEADLINE = 10.0
 
@@ -202,7 +202,9 @@ CASES = {
     "kickoff raises": Case(fail_in="kickoff", reason_names=("faulty", "'kickoff'")),
     "complete raises": Case(fail_in="complete", reason_names=("faulty", "'complete'")),
     "collect raises": Case(fail_in="collect", reason_names=("faulty", "'collect'")),
-    "set status fails": Case(status="fails", reason_names=("faulty", "set", "wait")),
+    "set status fails": Case(  # as in bluesky: FailedStatus, the device's error its cause
+        status="fails", raises=FailedStatus, reason_names=("faulty", "set", "wait", "Injected")
+    ),
     "set status never finishes": Case(
         status="never",
         wait_timeout=0.2,

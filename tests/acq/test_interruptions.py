@@ -12,7 +12,7 @@ import asyncio
 import gc
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
 import pytest
@@ -522,11 +522,37 @@ async def test_halt_while_running_skips_cleanup_and_raises_run_aborted(
     assert POSITIONS[0] < await readback(bl) < POSITIONS[1]
 
 
-async def test_pause_without_a_checkpoint_becomes_an_abort_saying_so(
+async def test_pause_before_the_first_checkpoint_pauses_and_resume_replays_from_the_start(
     RE: RunEngine, checker: DocChecker, bl: SimBeamline, log: Log, staged: Detector
 ) -> None:
+    # as in bluesky, every call starts with an implicit checkpoint: a plan without one
+    # (an early Ctrl-C in count, say) is paused, not lost
     async with asyncio.timeout(DEADLINE):
         task = await start_and_catch_mid_move(RE, bl, log, staged, checkpoint=False)
+        RE.request_pause(defer=False)
+        with pytest.raises(RunEngineInterrupted):
+            await task
+        assert RE.state is State.PAUSED
+        result = await RE.resume()
+    assert result.exit_status == "success"
+    assert_one_complete_run(checker, POSITIONS)
+    assert RE.state is State.IDLE
+
+
+async def test_pause_after_clear_checkpoint_becomes_an_abort_saying_so(
+    RE: RunEngine, checker: DocChecker
+) -> None:
+    sleeping = asyncio.Event()
+
+    async def plan() -> AsyncGenerator[Msg, Any]:
+        yield Msg("open_run")
+        yield Msg("clear_checkpoint")
+        sleeping.set()
+        yield Msg("sleep", None, DEADLINE)
+
+    async with asyncio.timeout(DEADLINE):
+        task = asyncio.create_task(RE(plan()))
+        await sleeping.wait()
         RE.request_pause(defer=False)
         with pytest.raises(RunAborted) as info:
             await task
@@ -535,8 +561,28 @@ async def test_pause_without_a_checkpoint_becomes_an_abort_saying_so(
     stop = the_stop(checker)
     assert stop["exit_status"] == "abort"
     assert "no checkpoint" in stop["reason"]
-    assert log.marks == ["cleanup"]
     assert RE.state is State.IDLE
+
+
+async def test_a_pause_message_pauses_at_that_message_even_as_the_last_one(
+    RE: RunEngine, checker: DocChecker
+) -> None:
+    seen: list[str] = []
+
+    async def plan() -> AsyncGenerator[Msg, Any]:
+        yield Msg("open_run")
+        yield Msg("close_run")
+        seen.append("before pause")
+        yield Msg("pause")
+
+    async with asyncio.timeout(DEADLINE):
+        with pytest.raises(RunEngineInterrupted):
+            await RE(plan())
+        assert RE.state is State.PAUSED
+        assert seen == ["before pause"]
+        result = await RE.resume()
+    assert result.exit_status == "success"
+    assert checker.names() == ["start", "stop"]
 
 
 # -- wrong state ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 
 import bluesky.plan_stubs as bluesky_bps
 import pytest
+from bluesky.utils import FailedStatus as BlueskyFailedStatus
 from ophyd_async.core import AsyncStatus, soft_signal_rw
 from support import (
     AsyncSignal,
@@ -550,10 +551,13 @@ async def test_wait_raises_the_error_of_a_status_that_failed_naming_command_and_
     RE: RunEngine,
 ) -> None:
     bad = Mover("bad_motor", lambda: ThreadStatus(0.01, success=False))
-    with pytest.raises(RuntimeError, match="thread status failed") as info:
+    # bluesky's FailedStatus (plans catch it to retry), the device's error as its cause
+    with pytest.raises(BlueskyFailedStatus, match="thread status failed") as info:
         async with asyncio.timeout(10):
             await RE([Msg("set", bad, 1, group="A"), Msg("wait", None, "A")])
-    assert "the status of 'set' on bad_motor failed" in notes(info.value)
+    assert isinstance(info.value, FailedStatus)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert "the status of 'set' on bad_motor failed" in str(info.value)
     assert "raised by the 'wait' message" in notes(info.value)
 
 
@@ -575,9 +579,10 @@ async def test_wait_raises_the_error_of_a_failed_ophyd_async_status(RE: RunEngin
 
             return AsyncStatus(move())
 
-    with pytest.raises(ValueError, match="motor jammed") as info:
+    with pytest.raises(FailedStatus, match="motor jammed") as info:
         await RE([Msg("set", Jammed("jammed"), 1, group="A"), Msg("wait", None, "A")])
-    assert "'set' on jammed" in notes(info.value)
+    assert isinstance(info.value.__cause__, ValueError)
+    assert "'set' on jammed" in str(info.value)
 
 
 async def test_a_failed_status_is_not_lost_by_a_wait_that_times_out_without_error(
@@ -596,9 +601,70 @@ async def test_a_failed_status_is_not_lost_by_a_wait_that_times_out_without_erro
         stuck.statuses[0].finish()
         yield Msg("wait", None, "A")
 
-    with pytest.raises(ValueError, match="jammed"):
+    with pytest.raises(FailedStatus, match="jammed"):
         async with asyncio.timeout(10):
             await RE(plan())
+
+
+async def test_wait_fails_as_soon_as_one_status_of_its_group_fails(RE: RunEngine) -> None:
+    # bluesky's wait ends at the first failure; it does not wait for the rest of the group
+    failing = Mover("failing_motor", ManualStatus)
+    stuck = Mover("stuck_motor", ManualStatus)
+
+    async def fail_soon() -> None:
+        await asyncio.sleep(0)
+        failing.statuses[0].finish(ValueError("failing_motor stalled"))
+
+    async def plan():
+        yield Msg("set", failing, 1, group="A")
+        yield Msg("set", stuck, 1, group="A")
+        yield Msg("await", fail_soon)
+        yield Msg("wait", None, "A")
+
+    with pytest.raises(FailedStatus, match="failing_motor"):
+        async with asyncio.timeout(10):  # the stuck motor never finishes
+            await RE(plan())
+
+
+async def test_a_bluesky_plan_catching_failed_status_retries_the_move(RE: RunEngine) -> None:
+    attempts: list[int] = []
+
+    def flaky_status() -> DoneStatus:
+        attempts.append(1)
+        if len(attempts) == 1:
+            return DoneStatus(success=False, exc=ValueError("stalled"))
+        return DoneStatus(success=True)
+
+    motor = Mover("flaky_motor", flaky_status)
+
+    def plan():  # a bluesky plan, catching bluesky's exception class
+        for _ in range(3):
+            try:
+                yield Msg("set", motor, 1, group="move")
+                yield Msg("wait", None, "move")
+            except BlueskyFailedStatus:
+                continue
+            return "moved"
+        return "gave up"
+
+    result = await RE(plan())
+    assert result.plan_result == "moved"
+    assert len(attempts) == 2
+
+
+async def test_a_read_right_after_the_set_of_an_instant_async_device_sees_the_new_value(
+    RE: RunEngine,
+) -> None:
+    # bluesky's engine gives the loop a turn after a message that starts background work,
+    # so an ophyd-async soft signal's set has landed when the plan reads without waiting
+    sig = soft_signal_rw(float, 0.0, name="sig")
+
+    async def plan():
+        yield Msg("set", sig, 5.0)
+        reading = yield Msg("read", sig)
+        yield Return(reading["sig"]["value"])
+
+    assert (await RE(plan())).plan_result == 5.0
 
 
 async def test_wait_for_an_unknown_group_returns_at_once(RE: RunEngine) -> None:
@@ -865,10 +931,11 @@ async def test_a_failing_async_prepare_raises_its_error_at_wait(RE: RunEngine) -
             await asyncio.sleep(0)
             raise ValueError(f"cannot prepare for {value!r}")
 
-    with pytest.raises(ValueError, match="cannot prepare for 3") as info:
+    with pytest.raises(FailedStatus, match="cannot prepare for 3") as info:
         async with asyncio.timeout(10):
             await RE([Msg("prepare", Broken("broken"), 3, group="p"), Msg("wait", None, "p")])
-    assert "'prepare' on broken" in notes(info.value)
+    assert isinstance(info.value.__cause__, ValueError)
+    assert "'prepare' on broken" in str(info.value)
 
 
 async def test_prepare_of_an_object_without_prepare_names_it(RE: RunEngine) -> None:

@@ -413,6 +413,94 @@ async def test_a_blocked_async_subscriber_does_not_block_the_plan(RE: RunEngine)
     assert seen == ["start", "descriptor", *["event"] * 20, "stop"]
 
 
+@pytest.mark.parametrize("kind", ["thread", "loop", "async", "subscribed by the plan"])
+async def test_when_close_run_returns_every_subscriber_has_seen_the_stop(
+    RE: RunEngine, kind: str
+) -> None:
+    # as in bluesky: a plan reads its callbacks' results (PeakStats, say) after close_run
+    rec = Recorder()
+
+    async def async_rec(name: str, doc: dict[str, Any]) -> None:
+        await asyncio.sleep(0)
+        rec(name, doc)
+
+    if kind == "thread":
+        RE.subscribe(rec)
+    elif kind == "loop":
+        RE.subscribe(rec, thread=False)
+    elif kind == "async":
+        RE.subscribe(async_rec)
+    det = Signal("det")
+
+    async def plan():
+        if kind == "subscribed by the plan":
+            yield Msg("subscribe", None, rec, "all")
+        yield Msg("open_run")
+        for _ in range(3):
+            yield Msg("create", name="primary")
+            yield Msg("read", det)
+            yield Msg("save")
+        yield Msg("close_run")
+        yield Return(list(rec.names))
+
+    async with asyncio.timeout(30):
+        result = await RE(plan())
+    assert result.plan_result == EXPECTED_ONE_RUN
+
+
+async def test_a_critical_subscriber_in_a_thread_blocks_the_plan_but_not_the_loop(
+    RE: RunEngine,
+) -> None:
+    # bluesky's TiledWriter makes blocking HTTP calls: critical=True, thread=True keeps
+    # the plan waiting for each document while the loop goes on. The callback blocks on
+    # the Start until a task on the loop releases it: only possible if the loop runs.
+    release = threading.Event()
+    stored: list[str] = []
+    threads: set[int] = set()
+
+    def store(name: str, doc: dict[str, Any]) -> None:
+        threads.add(threading.get_ident())
+        if name == "start" and not release.wait(timeout=10):
+            stored.append("the loop was blocked")
+        stored.append(name)
+
+    async def releaser() -> None:
+        while not stored and not release.is_set():
+            await asyncio.sleep(0.001)
+            if RE.state.value == "running":
+                release.set()
+
+    RE.subscribe(store, critical=True, thread=True)
+    det = Signal("det")
+    observed: list[list[str]] = []
+
+    async def plan():
+        yield Msg("open_run")
+        observed.append(list(stored))  # the plan waited for the critical subscriber
+        yield Msg("create", name="primary")
+        yield Msg("read", det)
+        yield Msg("save")
+        yield Msg("close_run")
+
+    async with asyncio.timeout(30):
+        helper = asyncio.create_task(releaser())
+        await RE(plan())
+        await helper
+    assert observed == [["start"]]
+    assert stored == ["start", "descriptor", "event", "stop"]
+    assert threading.get_ident() not in threads
+
+
+async def test_a_failing_critical_thread_subscriber_fails_the_run(RE: RunEngine) -> None:
+    def store(name: str, doc: dict[str, Any]) -> None:
+        if name == "event":
+            raise OSError("the data service is down")
+
+    RE.subscribe(store, critical=True, thread=True)
+    with pytest.raises(SubscriberError, match="the data service is down"):
+        await RE(scan(2))
+
+
 # -- critical subscribers -----------------------------------------------------------------------
 
 

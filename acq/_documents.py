@@ -2,10 +2,22 @@
 
 A :class:`RunBundler` owns everything about one open run: its Start, its streams (each
 with a descriptor and a ``seq_num`` counter that starts at 1), the bundle of readings
-between ``create`` and ``save``, the describe/configuration cache (filled on a device's
-first read in the run), monitors, and the Stop. It hands each finished document to the
-engine's ``emit`` coroutine, which validates it with event-model's pydantic models and
-passes it to subscribers.
+between ``create`` and ``save``, the describe cache (filled on a device's first read in
+the run), the configuration cache (per stream, as bluesky: read when a device first
+enters a stream's descriptor, again after ``configure``), the flyers kicked off and not
+yet collected, monitors, and the Stop. It hands each finished document to the engine's
+``emit`` coroutine, which validates it with event-model's pydantic models and passes it
+to subscribers.
+
+Compatibility with bluesky's document consumers and classic (v1) ophyd devices: every
+data key names its device (``object_name``); ``collect_asset_docs`` gets an index only
+if it takes one (ophyd-async) and none otherwise (ophyd v1); a flyer collected without a
+declared stream gets the streams its ``describe_collect()`` names.
+
+Why one module of ~800 lines: every part (bundles, descriptors, flyer pages, assets,
+monitors, the Stop) reads and advances the same per-stream state (descriptor uid,
+seq_num counter, data keys, configuration); split up, that state would have to be passed
+between modules on the hot path.
 
 Validation: every document is checked against event-model's own models before it leaves
 the engine (:func:`validate_document`), with two shortcuts that keep the check from
@@ -25,6 +37,7 @@ replay after a rewind never repeats one): unique like uuid4, at a fraction of th
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 import time
 from collections.abc import (
@@ -145,18 +158,20 @@ _NO_CONFIGURATION: Mapping[str, Any] = {"data": {}, "timestamps": {}, "data_keys
 
 
 class _ObjInfo:
-    """What a run knows about one device: its describe() and configuration."""
+    """What a run knows about one device: describe(), hints, whether it writes assets.
 
-    __slots__ = ("config", "data_keys", "hints", "name", "obj", "read_keys", "writes_assets")
+    For a flyer, ``data_keys`` are one stream's part of its describe_collect().
+    """
 
-    def __init__(self, obj: Any, data_keys: dict[str, Any], config: dict[str, Any] | None) -> None:
+    __slots__ = ("data_keys", "hints", "name", "obj", "read_keys", "writes_assets")
+
+    def __init__(self, obj: Any, data_keys: dict[str, Any]) -> None:
         self.obj = obj
         self.name = device_name(obj)
         self.data_keys = data_keys
         self.read_keys: Any = frozenset(
             k for k, dk in data_keys.items() if dk.get("external") != "STREAM:"
         )
-        self.config = config
         hints: Any = getattr(obj, "hints", None)
         self.hints: dict[str, Any] | None = (
             dict(cast(Mapping[str, Any], hints)) if isinstance(hints, Mapping) else None
@@ -165,16 +180,34 @@ class _ObjInfo:
 
 
 class _Stream:
-    """One named stream of a run: its current descriptor and its seq_num counter."""
+    """One named stream of a run: its current descriptor and its seq_num counter.
 
-    __slots__ = ("checked", "data_keys", "filled", "infos", "name", "seq", "uid", "uids")
+    It also keeps each device's configuration as first read into this stream.
+    """
+
+    __slots__ = (
+        "checked",
+        "configs",
+        "data_keys",
+        "event_keys",
+        "filled",
+        "infos",
+        "name",
+        "seq",
+        "uid",
+        "uids",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.uid = ""
         self.infos: tuple[_ObjInfo, ...] = ()
         self.data_keys: dict[str, Any] = {}
+        self.event_keys: frozenset[str] = frozenset()  # data_keys an event carries
         self.filled: dict[str, bool] = {}
+        # id(obj) -> (obj, configuration): read on the device's first descriptor in this
+        # stream and again after 'configure' (RunBundler.forget), as bluesky does
+        self.configs: dict[int, tuple[Any, Mapping[str, Any]]] = {}
         self.seq = 1  # the seq_num of the next event
         self.checked = False  # has an event of the current descriptor been validated?
         self.uids = _event_uids()
@@ -196,11 +229,11 @@ async def _describe(obj: Any, collect: bool = False) -> dict[str, Any]:
     return dict(cast(Mapping[str, Any], described))
 
 
-async def _configuration(obj: Any) -> dict[str, Any] | None:
+async def _configuration(obj: Any) -> Mapping[str, Any]:
     read_conf = getattr(obj, "read_configuration", None)
     describe_conf = getattr(obj, "describe_configuration", None)
     if read_conf is None or describe_conf is None:
-        return None
+        return _NO_CONFIGURATION
     data_keys = dict(await call_maybe_async(describe_conf))
     readings = dict(await call_maybe_async(read_conf))
     return {
@@ -208,6 +241,26 @@ async def _configuration(obj: Any) -> dict[str, Any] | None:
         "timestamps": {k: v["timestamp"] for k, v in readings.items()},
         "data_keys": data_keys,
     }
+
+
+def _asset_docs_take_index(obj: Any) -> bool:
+    """Does ``obj.collect_asset_docs`` take an index?
+
+    ophyd-async's detectors (``WritesStreamAssets``) take one; classic ophyd's
+    (``WritesExternalAssets``) take no argument. Decided from the method's signature, so
+    that a TypeError raised inside a device is never mistaken for the answer. Where the
+    signature cannot be read, bluesky's rule: an object with ``get_index()`` takes one.
+    """
+    try:
+        parameters = inspect.signature(obj.collect_asset_docs).parameters.values()
+    except (TypeError, ValueError):
+        return callable(getattr(obj, "get_index", None))
+    positional = (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.VAR_POSITIONAL,
+    )
+    return any(p.kind in positional for p in parameters)
 
 
 class RunBundler:
@@ -228,6 +281,10 @@ class RunBundler:
         self._bundle_assets: list[tuple[str, dict[str, Any]]] = []
         self._stream_resources: dict[str, str] = {}  # stream_resource uid -> data_key
         self._declared: dict[frozenset[int], str] = {}  # collect objects -> stream name
+        # id(flyer) -> (flyer, its streams) for describe_collect() naming the streams
+        self._legacy_streams: dict[int, tuple[Any, tuple[_Stream, ...]]] = {}
+        self._takes_index: dict[int, tuple[Any, bool]] = {}  # id(obj) -> (obj, answer)
+        self._uncollected: dict[int, Any] = {}  # kicked off in this run, not yet collected
         self.closed = False
 
     # -- bundling: create / read / save / drop -------------------------------------
@@ -269,8 +326,15 @@ class RunBundler:
         self._bundle_infos.append(info)
         self._bundle_readings.append(reading)
         if info.writes_assets:
-            async for item in iterate_maybe_async(obj.collect_asset_docs(None)):
+            async for item in iterate_maybe_async(self._asset_docs(obj, None)):
                 self._bundle_assets.append((item[0], dict(item[1])))
+
+    def _asset_docs(self, obj: Any, index: int | None) -> Any:
+        """``obj.collect_asset_docs(index)``, or without the index if it takes none."""
+        known = self._takes_index.get(id(obj))
+        if known is None or known[0] is not obj:
+            known = self._takes_index[id(obj)] = (obj, _asset_docs_take_index(obj))
+        return obj.collect_asset_docs(index) if known[1] else obj.collect_asset_docs()
 
     def drop(self) -> None:
         """Discard the open bundle."""
@@ -355,11 +419,8 @@ class RunBundler:
         }
 
     # -- descriptors --------------------------------------------------------------------
-    async def _learn(self, obj: Any, collect: bool = False) -> _ObjInfo:
-        info = _ObjInfo(obj, await _describe(obj, collect), await _configuration(obj))
-        if collect:
-            return info  # describe_collect() keys are the stream's; read() keys stay unknown
-        self._infos[id(obj)] = info
+    async def _learn(self, obj: Any) -> _ObjInfo:
+        info = self._infos[id(obj)] = _ObjInfo(obj, await _describe(obj))
         return info
 
     async def _relearn(
@@ -376,13 +437,21 @@ class RunBundler:
     def forget(self, obj: Any) -> None:
         """Drop what the run knows of ``obj`` (after ``configure``): re-describe next read."""
         self._infos.pop(id(obj), None)
+        for stream in self._streams.values():
+            stream.configs.pop(id(obj), None)
 
-    async def _new_descriptor(
-        self,
-        name: str,
-        infos: tuple[_ObjInfo, ...],
-        data_keys_by_obj: Mapping[int, dict[str, Any]] | None = None,
-    ) -> _Stream:
+    async def _stream_configuration(self, stream: _Stream, obj: Any) -> Mapping[str, Any]:
+        known = stream.configs.get(id(obj))
+        if known is None or known[0] is not obj:
+            known = stream.configs[id(obj)] = (obj, await _configuration(obj))
+        return known[1]
+
+    async def _new_descriptor(self, name: str, infos: tuple[_ObjInfo, ...]) -> _Stream:
+        """Emit a descriptor for stream ``name`` made of ``infos``.
+
+        Each data key names the object that produced it (``object_name``, as bluesky's
+        descriptors do: suitcase-specfile needs it).
+        """
         stream = self._streams.get(name)
         if stream is None:
             stream = self._streams[name] = _Stream(name)
@@ -390,19 +459,17 @@ class RunBundler:
         object_keys: dict[str, list[str]] = {}
         configuration: dict[str, Any] = {}
         hints: dict[str, Any] = {}
-        owner: dict[str, str] = {}
         for info in infos:
-            keys = data_keys_by_obj[id(info.obj)] if data_keys_by_obj else info.data_keys
-            for key in keys:
-                if key in owner:
+            for key, data_key in info.data_keys.items():
+                if key in data_keys:
                     raise DeviceError(
                         f"data key {key!r} of {info.name} collides with the same key of "
-                        f"{owner[key]} in stream {name!r}: every key of a stream must be unique"
+                        f"{data_keys[key]['object_name']} in stream {name!r}: every key of a "
+                        "stream must be unique"
                     )
-                owner[key] = info.name
-            data_keys.update(keys)
-            object_keys[info.name] = list(keys)
-            configuration[info.name] = info.config or _NO_CONFIGURATION
+                data_keys[key] = {**data_key, "object_name": info.name}
+            object_keys[info.name] = list(info.data_keys)
+            configuration[info.name] = await self._stream_configuration(stream, info.obj)
             if info.hints is not None:
                 hints[info.name] = info.hints
         doc: dict[str, Any] = {
@@ -419,6 +486,9 @@ class RunBundler:
         stream.checked = False
         stream.infos = infos
         stream.data_keys = data_keys
+        stream.event_keys = frozenset(
+            k for k, dk in data_keys.items() if dk.get("external") != "STREAM:"
+        )
         stream.filled = {
             k: False
             for k, dk in data_keys.items()
@@ -430,74 +500,131 @@ class RunBundler:
     async def declare_stream(self, name: str, objs: Iterable[Any], collect: bool) -> str:
         """Emit the descriptor of stream ``name`` ahead of its data; return its uid."""
         infos: list[_ObjInfo] = []
-        keys_by_obj: dict[int, dict[str, Any]] = {}
         for obj in objs:
             if collect:
-                info = await self._learn(obj, collect=True)
-                keys_by_obj[id(obj)] = _flat_collect_keys(info.data_keys, name)
+                described = await _describe(obj, collect=True)
+                info = _ObjInfo(obj, _flat_collect_keys(described, name, obj))
             else:
                 info = self._infos.get(id(obj))
                 if info is None or info.obj is not obj:
                     info = await self._learn(obj)
             infos.append(info)
         if collect:
-            self._declared[frozenset(id(o) for o in (i.obj for i in infos))] = name
-        stream = await self._new_descriptor(name, tuple(infos), keys_by_obj or None)
+            self._declared[frozenset(id(i.obj) for i in infos)] = name
+        stream = await self._new_descriptor(name, tuple(infos))
         return stream.uid
 
-    # -- flyers: collect ------------------------------------------------------------------
+    # -- flyers: kickoff and collect -------------------------------------------------------
+    def kicked_off(self, obj: Any) -> None:
+        """Note a flyer kicked off in this run: collected at the end if the plan does not.
+
+        Only objects that can be collected (``describe_collect()``) are noted: a flyer
+        that merely drives others (ophyd-async's StandardFlyer) has nothing to collect.
+        """
+        if callable(getattr(obj, "describe_collect", None)):
+            self._uncollected[id(obj)] = obj
+
+    @property
+    def uncollected(self) -> list[Any]:
+        """The flyers kicked off in this run and not collected since, in kickoff order."""
+        return list(self._uncollected.values())
+
     async def collect(self, objs: list[Any], name: str | None, return_payload: bool) -> Any:
-        """Collect what flyers have gathered: event pages, events or stream assets."""
-        key = frozenset(id(o) for o in objs)
-        if name is None:
-            name = self._declared.get(key)
-        stream = self._streams.get(name) if name is not None else None
-        if stream is None:
-            if len(objs) != 1:
-                raise IllegalMessageSequence(
-                    "collecting several objects needs a stream declared for all of them first "
-                    "(Msg('declare_stream', None, *objs, name=..., collect=True))"
-                )
-            stream_name = name or device_name(objs[0])
-            await self.declare_stream(stream_name, objs, collect=True)
-            stream = self._streams[stream_name]
-        payload: list[dict[str, Any]] = []
+        """Collect what flyers have gathered: event pages, events or assets.
+
+        The stream is ``name``, else the stream declared for exactly these objects, else
+        what a single flyer's ``describe_collect()`` says: its keys name the streams when
+        it is nested (``{stream: {key: DataKey}}``, as bluesky reads ophyd v1 flyers), the
+        flyer's name when it is flat.
+        """
         for obj in objs:
-            if callable(getattr(obj, "collect_asset_docs", None)):
-                index = None
-                get_index = getattr(obj, "get_index", None)
-                if len(objs) > 1 and callable(get_index):
-                    index = await call_maybe_async(get_index)
-                assets = [
-                    (item[0], dict(item[1]))
-                    async for item in iterate_maybe_async(obj.collect_asset_docs(index))
-                ]
-                await self._emit_assets(assets, stream, None)
-            elif callable(getattr(obj, "collect_pages", None)):
-                async for page in iterate_maybe_async(obj.collect_pages()):
-                    await self._emit_page(stream, page)
-                    if return_payload:
-                        payload.append(page)
-            elif callable(getattr(obj, "collect", None)):
-                partial = [dict(e) async for e in iterate_maybe_async(obj.collect())]
-                if partial:
-                    page = {
-                        "time": [e["time"] for e in partial],
-                        "data": {k: [e["data"][k] for e in partial] for k in partial[0]["data"]},
-                        "timestamps": {
-                            k: [e["timestamps"][k] for e in partial]
-                            for k in partial[0]["timestamps"]
-                        },
-                    }
-                    await self._emit_page(stream, page)
-                    if return_payload:
-                        payload.extend(partial)
-            else:
+            self._uncollected.pop(id(obj), None)
+        if name is None:
+            name = self._declared.get(frozenset(id(o) for o in objs))
+        if name is not None:
+            if name not in self._streams:
+                if len(objs) != 1:
+                    raise IllegalMessageSequence(
+                        f"collecting several objects into stream {name!r} needs the stream "
+                        "declared for all of them first "
+                        "(Msg('declare_stream', None, *objs, name=..., collect=True))"
+                    )
+                await self.declare_stream(name, objs, collect=True)
+            targets: tuple[_Stream, ...] = (self._streams[name],)
+        elif len(objs) != 1:
+            raise IllegalMessageSequence(
+                "collecting several objects needs a stream declared for all of them first "
+                "(Msg('declare_stream', None, *objs, name=..., collect=True))"
+            )
+        else:
+            targets = await self._undeclared_streams(objs[0])
+        payload: list[dict[str, Any]] | None = [] if return_payload else None
+        for obj in objs:
+            await self._collect_one(obj, len(objs) > 1, targets, payload)
+        return payload
+
+    async def _undeclared_streams(self, obj: Any) -> tuple[_Stream, ...]:
+        """The streams of a flyer collected without a declared stream (described once)."""
+        known = self._legacy_streams.get(id(obj))
+        if known is not None and known[0] is obj:
+            return known[1]
+        described = await _describe(obj, collect=True)
+        nested = {device_name(obj): described} if _is_flat(described) else described
+        targets: list[_Stream] = []
+        for stream_name, keys in nested.items():
+            if not isinstance(keys, Mapping):
                 raise DeviceError(
-                    f"{device_name(obj)} cannot be collected: it has none of collect(), "
-                    "collect_pages(), collect_asset_docs()"
+                    f"{device_name(obj)}.describe_collect() gave {keys!r} for stream "
+                    f"{stream_name!r}, not a dict of data keys"
                 )
-        return payload if return_payload else None
+            info = _ObjInfo(obj, dict(cast(Mapping[str, Any], keys)))
+            targets.append(await self._new_descriptor(stream_name, (info,)))
+        self._legacy_streams[id(obj)] = (obj, tuple(targets))
+        return tuple(targets)
+
+    async def _collect_one(
+        self, obj: Any, several: bool, targets: tuple[_Stream, ...], payload: list[Any] | None
+    ) -> None:
+        """Emit one flyer's assets, then its event pages or events (bluesky's order)."""
+        collected = False
+        if callable(getattr(obj, "collect_asset_docs", None)):
+            index = None
+            get_index = getattr(obj, "get_index", None)
+            if several and callable(get_index):
+                index = await call_maybe_async(get_index)
+            assets = [
+                (item[0], dict(item[1]))
+                async for item in iterate_maybe_async(self._asset_docs(obj, index))
+            ]
+            await self._emit_assets(assets, targets[0], None)
+            collected = True
+        if callable(getattr(obj, "collect_pages", None)):
+            async for page in iterate_maybe_async(obj.collect_pages()):
+                await self._emit_page(_route(targets, page["data"], obj), page)
+                if payload is not None:
+                    payload.append(page)
+        elif callable(getattr(obj, "collect", None)):
+            groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+            async for item in iterate_maybe_async(obj.collect()):
+                event = dict(item)
+                groups.setdefault(frozenset(event["data"]), []).append(event)
+                if payload is not None:
+                    payload.append(event)
+            now = time.time()  # for partial events without a time, as bluesky
+            for keys, events in groups.items():  # one page per set of keys, as bluesky
+                page = {
+                    "time": [e.get("time", now) for e in events],
+                    "data": {k: [e["data"][k] for e in events] for k in events[0]["data"]},
+                    "timestamps": {
+                        k: [e["timestamps"][k] for e in events] for k in events[0]["data"]
+                    },
+                }
+                await self._emit_page(_route(targets, keys, obj), page)
+        elif not collected:
+            raise DeviceError(
+                f"{device_name(obj)} cannot be collected: it has none of collect(), "
+                "collect_pages(), collect_asset_docs()"
+            )
 
     async def _emit_page(self, stream: _Stream, page: Mapping[str, Any]) -> None:
         times = _as_list(page["time"])
@@ -644,14 +771,35 @@ def _as_list(values: Any) -> list[Any]:
     return cast(list[Any], tolist()) if callable(tolist) else list(values)
 
 
-def _flat_collect_keys(described: dict[str, Any], name: str) -> dict[str, Any]:
-    """describe_collect() is flat ({key: DataKey}) or nested ({stream: {key: DataKey}})."""
-    if all(isinstance(v, Mapping) and "dtype" in v for v in described.values()):
+def _is_flat(described: Mapping[str, Any]) -> bool:
+    """Is a describe_collect() flat ({key: DataKey}) rather than nested ({stream: {...}})?"""
+    return all(isinstance(v, Mapping) and "dtype" in v for v in described.values())
+
+
+def _flat_collect_keys(described: dict[str, Any], name: str, obj: Any) -> dict[str, Any]:
+    """The data keys of stream ``name`` in a flat or nested describe_collect()."""
+    if _is_flat(described):
         return described
     if name in described:
         return dict(described[name])
     if len(described) == 1:
         return dict(next(iter(described.values())))
     raise DeviceError(
-        f"describe_collect() describes streams {sorted(described)}, none named {name!r}"
+        f"{device_name(obj)}.describe_collect() describes streams {sorted(described)}, "
+        f"none named {name!r}"
+    )
+
+
+def _route(targets: tuple[_Stream, ...], keys: Iterable[str], obj: Any) -> _Stream:
+    """The stream, of a flyer's ``targets``, whose events carry exactly ``keys``."""
+    if len(targets) == 1:
+        return targets[0]
+    wanted = frozenset(keys)
+    for stream in targets:
+        if stream.event_keys == wanted:
+            return stream
+    streams = ", ".join(f"{s.name!r} {sorted(s.event_keys)}" for s in targets)
+    raise DeviceError(
+        f"{device_name(obj)} collected data with keys {sorted(wanted)}, which match none of "
+        f"the streams its describe_collect() names: {streams}"
     )

@@ -367,6 +367,7 @@ async def test_descriptor_data_keys_object_keys_configuration_and_hints(
             "shape": [],
             "units": "counts",
             "precision": 3,
+            "object_name": "det",
         },
         "motor": {
             "source": "mem://motor",
@@ -374,6 +375,7 @@ async def test_descriptor_data_keys_object_keys_configuration_and_hints(
             "shape": [],
             "units": "mm",
             "precision": 3,
+            "object_name": "motor",
         },
     }
     assert descriptor["object_keys"] == {"det": ["det"], "motor": ["motor"]}
@@ -537,7 +539,9 @@ async def test_flyer_pages_become_event_pages_whose_seq_nums_continue(
     assert checker.names() == ["start", "descriptor", "event_page", "event_page", "stop"]
     (descriptor,) = checker.of("descriptor")
     assert descriptor["name"] == "flyer"
-    assert descriptor["data_keys"] == flyer.describe_collect()
+    assert descriptor["data_keys"] == {
+        k: {**dk, "object_name": "flyer"} for k, dk in flyer.describe_collect().items()
+    }
     assert descriptor["object_keys"] == {"flyer": ["flyer_x", "flyer_i"]}
     pages = checker.of("event_page")
     assert [p["seq_num"] for p in pages] == [[1, 2, 3], [4, 5, 6]]
@@ -577,7 +581,9 @@ async def test_flyer_partial_events_are_emitted_with_continuing_seq_nums(
     flyer = EventFlyer("flyer", rows=2)
     await RE(fly(flyer, collects=2))
     (descriptor,) = checker.of("descriptor")
-    assert descriptor["data_keys"] == flyer.describe_collect()
+    assert descriptor["data_keys"] == {
+        k: {**dk, "object_name": "flyer"} for k, dk in flyer.describe_collect().items()
+    }
     assert rows_of(checker) == [
         {"seq_num": 1, "flyer_x": 0.0, "flyer_i": 0},
         {"seq_num": 2, "flyer_x": 0.5, "flyer_i": 1},

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import numpy as np
-from bluesky.protocols import EventPageCollectable, Flyable, Stoppable
+from bluesky.protocols import EventPageCollectable, Flyable, Hints, Stoppable
 from event_model import DataKey, PartialEventPage
 from ophyd_async.core import (
     AsyncStatus,
@@ -111,6 +111,11 @@ class Flyer(StandardReadable, Flyable, EventPageCollectable, Stoppable):
     @property
     def _keys(self) -> tuple[str, str]:
         return f"{self.name}-position", f"{self.name}-intensity"
+
+    @property
+    def hints(self) -> Hints:
+        """The intensity is what to plot (against the position, the plan's dimension)."""
+        return {"fields": [self._keys[1]]}
 
     @AsyncStatus.wrap
     async def kickoff(self) -> None:

@@ -74,7 +74,8 @@ async def test_event_pages_print_one_row_per_event(
     await bl.flyer.num_points.set(10)
     await bl.flyer.page_size.set(4)
     lines: list[str] = []
-    table = LiveTable([bl.flyer], stream="flyer", out=lines.append)
+    keys = [f"{bl.flyer.name}-position", f"{bl.flyer.name}-intensity"]
+    table = LiveTable(keys, stream="flyer", out=lines.append)
     await RE(fly([bl.flyer]), table)
     # positions linspace(-5, 5, 10), intensities exp(-position**2 / 2)
     rows = [line[25:] for line in lines[4:14]]

@@ -219,11 +219,14 @@ async def _after_a_turn(status: Any) -> Any:
 
 
 def kickoff(ctx: PlanContext, msg: Any) -> Any:
-    """``Msg('kickoff', flyer, group=...)``: start a fly scan (collected at the end if never)."""
+    """``Msg('kickoff', flyer, group=...)``: start a fly scan in the open run.
+
+    As in bluesky, a flyer flies inside a run (its data belong to one); a flyer kicked
+    off and never collected is collected before the run's Stop.
+    """
+    run = ctx.run_for(msg, "kickoff")  # before the flyer starts
     status = _status_command(ctx, msg, "kickoff", "Flyable")
-    run = ctx.runs.get(msg.run)
-    if run is not None:
-        run.kicked_off(msg.obj)
+    run.kicked_off(msg.obj)
     return status
 
 

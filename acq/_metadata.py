@@ -73,7 +73,9 @@ def _plain(value: Any, path: str) -> Any:
                 raise MetadataError(f"metadata key {path}[{k!r}] must be a string")
             out[k] = _plain(v, f"{path}.{k}")
         return out
-    if isinstance(value, list | tuple):
+    if isinstance(value, tuple):  # kept a tuple, as bluesky keeps the plan's tuples
+        return tuple(_plain(v, f"{path}[{i}]") for i, v in enumerate(cast(tuple[Any, ...], value)))
+    if isinstance(value, list):
         return [_plain(v, f"{path}[{i}]") for i, v in enumerate(cast(list[Any], value))]
     raise MetadataError(
         f"metadata {path!r} is a {type(value).__name__} ({value!r}); metadata values must be "

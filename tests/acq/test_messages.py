@@ -790,6 +790,13 @@ async def test_rewindable_none_queries_without_changing_it_as_in_bluesky(RE: Run
 # -- flyers: kickoff / complete / collect; prepare --------------------------------------------
 
 
+async def test_kickoff_outside_a_run_is_refused_before_the_flyer_starts(RE: RunEngine) -> None:
+    flyer = Flyer()
+    with pytest.raises(IllegalMessageSequence, match="'kickoff' needs an open run"):
+        await RE([Msg("kickoff", flyer)])
+    assert "kickoff" not in flyer.log
+
+
 async def test_kickoff_and_complete_reply_with_statuses_that_wait_waits_for(
     RE: RunEngine,
 ) -> None:
@@ -803,12 +810,14 @@ async def test_kickoff_and_complete_reply_with_statuses_that_wait_waits_for(
     flyer = ManualFlyer()
 
     async def plan():
+        yield Msg("open_run")
         kicked = yield Msg("kickoff", flyer, group="k")
         yield Msg("wait", None, "k")
         completing = yield Msg("complete", flyer, group="c")
         done_before = completing.done
         threading.Thread(target=completing.finish).start()
         yield Msg("wait", None, "c")
+        yield Msg("close_run")
         yield Return((kicked, completing, done_before, completing.done))
 
     async with asyncio.timeout(10):
@@ -828,8 +837,10 @@ async def test_async_kickoff_coroutine_is_run_and_filed_in_its_group(RE: RunEngi
             finished.append(True)
 
     async def plan():
+        yield Msg("open_run")
         status = yield Msg("kickoff", AsyncFlyer(), group="k")
         yield Msg("wait", None, "k")
+        yield Msg("close_run")
         yield Return(status.done())
 
     async with asyncio.timeout(10):
@@ -906,7 +917,7 @@ async def test_collect_of_an_object_that_cannot_be_collected_is_a_device_error(
 
 async def test_kickoff_of_an_object_that_is_not_flyable_names_it(RE: RunEngine) -> None:
     with pytest.raises(DeviceError, match="'kickoff' message to plain_thing"):
-        await RE([Msg("kickoff", NotADevice())])
+        await RE([Msg("open_run"), Msg("kickoff", NotADevice()), Msg("close_run")])
 
 
 async def test_prepare_runs_the_devices_prepare_and_files_its_status(RE: RunEngine) -> None:

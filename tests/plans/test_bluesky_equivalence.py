@@ -9,6 +9,7 @@ it refers to devices in recorded arguments.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -50,7 +51,9 @@ async def _documents(RE: RunEngine, plan: Any) -> list[tuple[str, dict[str, Any]
 
 
 def _stripped(doc: dict[str, Any], drop: set[str]) -> dict[str, Any]:
-    out = {k: v for k, v in doc.items() if k not in drop}
+    # compared as JSON, as every consumer sees them: a tuple (bluesky's plans write some
+    # of their hints as tuples) and a list of the same items are the same document
+    out = json.loads(json.dumps({k: v for k, v in doc.items() if k not in drop}))
     if "configuration" in out:  # configuration readings carry timestamps
         out["configuration"] = {
             dev: {k: v for k, v in conf.items() if k != "timestamps"}

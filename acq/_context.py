@@ -140,6 +140,7 @@ class PlanContext:
         self.bundle_marks: dict[Hashable, int] = {}
         self.validate = validate_document
         self.critical_failure: SubscriberError | None = None
+        self.ending_reason = ""  # why the call is being stopped or aborted, once it is
         self._publish_nowait = dispatcher.publish_nowait
 
     # -- documents --------------------------------------------------------------------------

@@ -436,8 +436,7 @@ class RunEngine:
                 self._set_state(State.HALTING)
                 self._request = Request.HALT  # _drive sees it before touching the plan
             else:
-                call.ending = request
-                call.pending, call.error = None, _thrown(request, reason)
+                call.pending, call.error = None, _ending(call, request)
                 self._set_state(State.STOPPING if request is Request.STOP else State.ABORTING)
             task = asyncio.ensure_future(self._finish_paused(call))
             task.add_done_callback(_retrieve)
@@ -668,18 +667,16 @@ class RunEngine:
             self._set_state(State.HALTING)
             raise _Halted()
         if request in (Request.STOP, Request.ABORT):
-            call.ending = request
             self._set_state(State.STOPPING if request is Request.STOP else State.ABORTING)
-            return _thrown(request, call.reason)
+            return _ending(call, request)
         if not ctx.recording and ctx.rewindable:
             # nowhere to rewind to: a pause (or suspension) would lose the point in flight
-            call.ending = Request.ABORT
             call.reason = (
                 f"a {'suspension' if request is Request.SUSPEND else 'pause'} was requested "
                 "while the plan had no checkpoint to resume from, so the plan was aborted"
             )
             self._set_state(State.ABORTING)
-            return _thrown(Request.ABORT, call.reason)
+            return _ending(call, Request.ABORT)
         call.pending, call.reply = msg, reply
         if request is Request.SUSPEND:
             suspension = self._suspension
@@ -781,8 +778,15 @@ async def _handle(handler: Handler, ctx: PlanContext, msg: Any) -> Any:
     return reply
 
 
-def _thrown(request: Request, reason: str) -> BaseException:
-    return RequestStop(reason) if request is Request.STOP else RequestAbort(reason)
+def _ending(call: _Call, request: Request) -> BaseException:
+    """Record that ``call`` is ending (stop or abort); the exception to throw into its plan.
+
+    A ``close_run`` the plan sends from now on (bluesky's ``run_wrapper`` closes its run
+    when the exception reaches it) gets the call's reason unless it gives its own.
+    """
+    call.ending = request
+    call.ctx.ending_reason = call.reason
+    return RequestStop(call.reason) if request is Request.STOP else RequestAbort(call.reason)
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

@@ -15,14 +15,16 @@ raises :class:`AcqInternalError` instead, so it is never mistaken for bad input:
       + FailedStatus          -- a status reported failure
       + RunEngineInterrupted  -- the run was paused, not lost (see RE.resume())
       + RunAborted            -- RE.abort()/RE.halt() ended the plan (exit_status 'abort')
-    * RequestStop, RequestAbort -- BaseExceptions thrown into a plan so that its cleanup
-                                   (finally) runs; a plain ``except Exception`` cannot
-                                   swallow them
+    * RequestStop, RequestAbort -- thrown into a plan by RE.stop()/RE.abort() so that its
+                                   cleanup runs; bluesky's own classes (see below)
     * AcqInternalError        -- a bug in acq; please report it
 
 Where bluesky has an exception of the same meaning (``FailedStatus``,
 ``IllegalMessageSequence``, ``RunEngineInterrupted``, ``InvalidCommand`` for an unknown
 command), acq's also derives from it, so a bluesky plan's ``except`` clause catches acq's.
+``RequestStop`` and ``RequestAbort`` are bluesky's own classes, subclasses of ``Exception`` as
+in bluesky: bluesky's ``run_wrapper`` closes its run as a success on a stop (and as an
+abort on an abort) by catching them, and plans catch them to clean up.
 
 Messages say what happened and what to do, naming the message, device, key or argument.
 """
@@ -37,6 +39,8 @@ from typing import Any
 from bluesky.utils import FailedStatus as _BlueskyFailedStatus
 from bluesky.utils import IllegalMessageSequence as _BlueskyIllegalMessageSequence
 from bluesky.utils import InvalidCommand as _BlueskyInvalidCommand
+from bluesky.utils import RequestAbort as _BlueskyRequestAbort
+from bluesky.utils import RequestStop as _BlueskyRequestStop
 from bluesky.utils import RunEngineInterrupted as _BlueskyRunEngineInterrupted
 
 __all__ = [
@@ -128,11 +132,11 @@ class RunAborted(AcqError):
         self.result = result
 
 
-class RequestStop(BaseException):
+class RequestStop(_BlueskyRequestStop):
     """Thrown into a plan by ``RE.stop()``: clean up and end; the runs count as success."""
 
 
-class RequestAbort(BaseException):
+class RequestAbort(_BlueskyRequestAbort):
     """Thrown into a plan by ``RE.abort()`` (or a cancellation): clean up and end."""
 
 

@@ -64,7 +64,8 @@ async def close_run(ctx: PlanContext, msg: Any) -> str:
         raise PlanError(
             f"'close_run' with exit_status={exit_status!r}: it must be 'success', 'abort' or 'fail'"
         )
-    uid = await ctx.close_run(msg.run, exit_status, msg.kwargs.get("reason") or "")
+    reason = msg.kwargs.get("reason") or ctx.ending_reason
+    uid = await ctx.close_run(msg.run, exit_status, reason)
     await ctx.dispatcher.drain()  # every subscriber has seen the Stop when the plan goes on
     return uid
 

@@ -21,7 +21,7 @@ import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
-from acq import Msg, PlanFinished, PlanStack, Return, as_plan
+from acq import Msg, PlanFinished, PlanStack, RequestAbort, RequestStop, Return, as_plan
 
 from .stubs import (
     PlanGenerator,
@@ -251,12 +251,15 @@ async def run_wrapper(plan: Any, *, md: Mapping[str, Any] | None = None) -> Plan
     """Enclose ``plan`` in a run: ``open_run`` (with ``md``) before, ``close_run`` after.
 
     If ``plan`` raises, the run closes with exit_status ``"fail"`` and the error goes on;
-    a stop or abort request is left to the engine, which closes the run accordingly.
+    on ``RE.stop()`` it closes as a success, on ``RE.abort()`` as an abort (as bluesky's).
     """
     yield Msg("open_run", **dict(md or {}))
     try:
         result = yield as_plan(plan)
     except GeneratorExit:
+        raise
+    except (RequestStop, RequestAbort) as exc:  # the engine's reason goes to the Stop
+        yield Msg("close_run", exit_status=exc.exit_status)
         raise
     except Exception as exc:
         yield Msg("close_run", exit_status="fail", reason=f"{type(exc).__name__}: {exc}")

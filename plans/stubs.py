@@ -500,13 +500,17 @@ def trigger_and_read(devices: Iterable[Any], name: str = "primary") -> PlanGener
 
 async def _trigger_and_read(devices: list[Any], name: str) -> PlanGenerator:
     readings: dict[str, Any] = {}
+    bundling = False  # a bundle is open: drop it on the way out
     try:
         for msg in reading_messages(devices, name, new_group("trigger")):
             reply = yield msg
             if msg.command == "read":
                 readings.update(reply)
-    except Exception:
-        yield Msg("drop")
+            elif msg.command in ("create", "save"):
+                bundling = msg.command == "create"
+    except Exception:  # a failed read, or a stop or abort (bluesky's are Exceptions)
+        if bundling:
+            yield Msg("drop")
         raise
     yield Return(readings)
 

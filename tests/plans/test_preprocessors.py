@@ -293,17 +293,21 @@ async def test_contingency_failure(bl: SimBeamline, RE: RunEngine, auto_raise: b
     assert steps.ran == ["except ValueError('boom')", "final"]
 
 
-async def test_contingency_abort_runs_final_only(bl: SimBeamline, RE: RunEngine) -> None:
+async def test_contingency_abort_runs_except_with_the_abort_then_final(
+    bl: SimBeamline, RE: RunEngine
+) -> None:
+    # as bluesky's: RequestAbort is an Exception, so except_plan sees it (bluesky's
+    # run_wrapper closes its run with exit_status 'abort' this way)
     steps = Steps()
     plan = contingency_wrapper(
         moves_then(bl, "pause"),
-        except_plan=lambda exc: steps.note("except"),
+        except_plan=lambda exc: steps.note(f"except {type(exc).__name__}"),
         final_plan=lambda: steps.note("final"),
     )
     with pytest.raises(RunEngineInterrupted):
         await RE(plan)
     await RE.abort()
-    assert steps.ran == ["final"]
+    assert steps.ran == ["except RequestAbort", "final"]
 
 
 # -- run structure -------------------------------------------------------------------------

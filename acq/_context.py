@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from ._dispatch import Dispatcher
 from ._documents import RunBundler, call_maybe_async, validate_document
-from ._errors import DeviceError, IllegalMessageSequence, SubscriberError
+from ._errors import DeviceError, IllegalMessageSequence, MetadataError, SubscriberError
 from ._metadata import build_start, library_versions
 from ._status import StatusGroups, await_status, device_name
 from ._uid import new_uid
@@ -112,12 +112,16 @@ class PlanContext:
         dispatcher: Dispatcher,
         stash: Any,
         md_validator: Callable[[dict[str, Any]], Any] | None,
+        md_normalizer: Callable[[dict[str, Any]], Any] | None = None,
+        scan_id_source: Callable[[dict[str, Any]], Any] | None = None,
         call_md: Mapping[str, Any],
         inferred: Mapping[str, Any],
     ) -> None:
         self.dispatcher = dispatcher
         self.stash = stash
         self.md_validator = md_validator
+        self.md_normalizer = md_normalizer
+        self.scan_id_source = scan_id_source
         self.call_md = call_md
         self.inferred = {**inferred, "versions": library_versions()}
         self.runs: dict[Hashable, RunBundler] = {}
@@ -200,13 +204,27 @@ class PlanContext:
             plan_md=plan_md,
             call_md=self.call_md,
             validator=self.md_validator,
+            normalizer=self.md_normalizer,
+            scan_id=await self._scan_id(),
         )
         self.stash["scan_id"] = scan_id
         run = RunBundler(doc, self.emit, self.publish)
         self.runs[key] = run
         self.run_start_uids.append(doc["uid"])
         await self.emit("start", doc)
+        logger.info("run %s (scan_id %s) opened", doc["uid"], scan_id)
         return doc["uid"]
+
+    async def _scan_id(self) -> int | None:
+        """The next scan_id from ``RE.scan_id_source`` (sync or async), if one is set."""
+        if self.scan_id_source is None:
+            return None
+        scan_id = await call_maybe_async(self.scan_id_source, dict(self.stash))
+        if isinstance(scan_id, bool) or not isinstance(scan_id, int):
+            raise MetadataError(
+                f"RE.scan_id_source returned {scan_id!r}; it must return an integer scan_id"
+            )
+        return scan_id
 
     async def close_run(self, key: Hashable, exit_status: str, reason: str) -> str:
         """Emit the Stop of the run under ``key`` (stopping its monitors first).
@@ -225,6 +243,7 @@ class PlanContext:
         del self.runs[key]
         doc = run.stop_document(exit_status, reason)
         await self.emit("stop", doc)
+        logger.info("run %s closed: %s %s", doc["run_start"], exit_status, reason)
         return doc["uid"]
 
     # -- monitors ---------------------------------------------------------------------------

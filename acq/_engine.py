@@ -14,6 +14,7 @@ drives it on -- or ``RE.stop()``, ``RE.abort()``, ``RE.halt()`` end it.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping, MutableMapping
@@ -33,6 +34,7 @@ from ._errors import (
 )
 from ._handlers import HANDLERS, Handler
 from ._interrupt import NOT_INTERRUPTIBLE, REPLAY_SKIP, Request, SigintHandler, Suspension
+from ._metadata import library_versions
 from ._msg import Msg
 from ._plan import Plan, PlanFinished, PlanStack, as_plan, plan_name
 from ._result import RunResult
@@ -82,6 +84,11 @@ class RunEngine:
             e.g. a :class:`~acq.PersistentDict`. A new dict if omitted.
         md_validator: called with the final metadata before each run opens; raise to
             refuse the run.
+        md_normalizer: called with the merged metadata before it is checked; returns the
+            metadata to use (e.g. with its keys lower-cased), or raises to refuse the run.
+        scan_id_source: called with ``RE.md`` (sync or ``async def``) for each run's
+            scan_id, instead of one more than ``RE.md['scan_id']`` (e.g. a facility's
+            scan-number service).
         handle_sigint: take Ctrl-C while a plan runs (main thread only): the first asks
             for a deferred pause, a second within 10 s for a pause now.
         record_interruptions: record each pause, resume and suspension as an event of
@@ -101,12 +108,25 @@ class RunEngine:
         md: MutableMapping[str, Any] | None = None,
         *,
         md_validator: Callable[[dict[str, Any]], Any] | None = None,
+        md_normalizer: Callable[[dict[str, Any]], Any] | None = None,
+        scan_id_source: Callable[[dict[str, Any]], Any] | None = None,
         handle_sigint: bool = True,
         record_interruptions: bool = False,
         catalog: object = "default",
     ) -> None:
         self.md: MutableMapping[str, Any] = {} if md is None else md
         self.md_validator = md_validator
+        self.md_normalizer = md_normalizer
+        self.scan_id_source = scan_id_source
+        versions = self.md.get("versions")
+        self.md["versions"] = {  # as bluesky's: the libraries this engine runs with
+            **(versions if isinstance(versions, Mapping) else {}),
+            **library_versions(),
+        }
+        self.max_depth: int | None = None
+        """Refuse ``RE(...)`` (RuntimeError) when called this many Python frames deep."""
+        self._rewindable = True
+        self._deferred_left = False  # a deferred pause asked for was never reached
         self.record_interruptions = record_interruptions
         self._dispatcher = Dispatcher()
         from .catalog._catalog import catalog_for  # acq.catalog loads SQLAlchemy lazily
@@ -120,8 +140,10 @@ class RunEngine:
         ``SupplementalData``): each takes a plan and returns a plan."""
         self._handlers: dict[str, Handler] = dict(HANDLERS)
         self._handlers["pause"] = self._pause_message
+        self._handlers["rewindable"] = self._rewindable_message
         self._handlers["install_suspender"] = self._install_suspender_message
         self._handlers["remove_suspender"] = self._remove_suspender_message
+        self._handlers["RE_class"] = lambda _ctx, _msg: type(self)  # bluesky's self-description
         self._suspenders: list[Any] = []
         self._state = State.IDLE
         self._state_observers: list[Callable[[State, State], Any]] = []
@@ -160,6 +182,44 @@ class RunEngine:
     def state(self) -> State:
         """What the engine is doing now."""
         return self._state
+
+    @property
+    def rewindable(self) -> bool:
+        """Whether a resume may rewind to the last checkpoint and replay (True by default).
+
+        The default for every call; ``Msg('rewindable', None, flag)`` sets it too, as in
+        bluesky. False: a resume goes on where the plan paused, replaying nothing.
+        """
+        call = self._call
+        return call.ctx.rewindable if call is not None else self._rewindable
+
+    @rewindable.setter
+    def rewindable(self, flag: bool) -> None:
+        self._rewindable = bool(flag)
+        if self._call is not None:
+            self._call.ctx.rewindable = self._rewindable
+
+    def _rewindable_message(self, ctx: PlanContext, msg: Any) -> bool:
+        """``Msg('rewindable', None, flag)`` sets :attr:`rewindable`; None only asks."""
+        if msg.args and msg.args[0] is not None:
+            self.rewindable = bool(msg.args[0])
+        return self.rewindable
+
+    @property
+    def deferred_pause_requested(self) -> bool:
+        """Has a pause at the next checkpoint been asked for, and not yet happened?"""
+        if self._call is None:
+            return self._deferred_left
+        return self._request is Request.PAUSE_DEFERRED
+
+    @property
+    def verbose(self) -> bool:
+        """Log each run's Start and Stop (logger ``acq.engine``, INFO), as bluesky's."""
+        return logger.isEnabledFor(logging.INFO) and logger.level <= logging.INFO
+
+    @verbose.setter
+    def verbose(self, flag: bool) -> None:
+        logger.setLevel(logging.INFO if flag else logging.NOTSET)
 
     def _set_state(self, new: State) -> None:
         old = self._state
@@ -327,6 +387,11 @@ class RunEngine:
                 "await the running plan (or resume/stop/abort the paused one), or make "
                 "another RunEngine for concurrent plans"
             )
+        if self.max_depth is not None and len(inspect.stack(0)) > self.max_depth:
+            raise RuntimeError(
+                f"RE(...) called {len(inspect.stack(0))} frames deep, more than "
+                f"RE.max_depth={self.max_depth}"
+            )
         root = as_plan(plan)
         inferred = {"plan_type": type(root).__name__, "plan_name": plan_name(root)}
         for preprocessor in self.preprocessors:
@@ -337,13 +402,17 @@ class RunEngine:
             dispatcher=self._dispatcher,
             stash=self.md,
             md_validator=self.md_validator,
+            md_normalizer=self.md_normalizer,
+            scan_id_source=self.scan_id_source,
             call_md=md,
             inferred=inferred,
         )
         ctx.record_interruptions = self.record_interruptions
+        ctx.rewindable = self._rewindable
         ctx.checkpoint()  # as in bluesky: a pause before the plan's first checkpoint rewinds
         self._call = _Call(ctx, PlanStack(root), tokens)
         self._request = None
+        self._deferred_left = False
         return await self._execute(self._call)
 
     async def resume(self) -> RunResult:
@@ -360,7 +429,12 @@ class RunEngine:
         """Ask the running plan to pause: now, or at its next checkpoint (``defer``).
 
         A plain method: safe from signal handlers, callbacks and other tasks.
+
+        Raises:
+            StateError: the engine is idle: there is nothing to pause.
         """
+        if self._state is State.IDLE:
+            raise StateError("cannot pause: the RunEngine is idle (no plan is running)")
         if self._state not in (State.RUNNING, State.SUSPENDING):
             return
         self._ask(Request.PAUSE_DEFERRED if defer else Request.PAUSE_NOW)
@@ -483,6 +557,7 @@ class RunEngine:
                 self._set_state(State.PAUSED)
             else:
                 self._call = None
+                self._deferred_left = self._request is Request.PAUSE_DEFERRED
                 self._request = None
                 self._set_state(State.IDLE)
                 if not call.done.done():  # whoever awaits RE.stop()/abort()/halt()

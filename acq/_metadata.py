@@ -103,8 +103,13 @@ def build_start(
     plan_md: Mapping[str, Any],
     call_md: Mapping[str, Any],
     validator: Callable[[dict[str, Any]], Any] | None,
+    normalizer: Callable[[dict[str, Any]], Any] | None = None,
+    scan_id: int | None = None,
 ) -> tuple[dict[str, Any], int]:
     """Merge and check the four sources; return the Start document and the new scan_id.
+
+    ``normalizer`` (``RE.md_normalizer``) may rewrite the merged metadata before it is
+    checked; ``scan_id`` (from ``RE.scan_id_source``) replaces the stash's next one.
 
     Raises:
         MetadataError: naming the key and what is wrong, before anything is emitted.
@@ -112,8 +117,15 @@ def build_start(
     _check_source(stash, "RE.md")
     _check_source(plan_md, "the plan (open_run)")
     _check_source(call_md, "RE(...) keywords")
-    scan_id = next_scan_id(stash)
+    if scan_id is None:
+        scan_id = next_scan_id(stash)
     merged: dict[str, Any] = {**stash, "scan_id": scan_id, **inferred, **plan_md, **call_md}
+    if normalizer is not None:
+        try:
+            merged = dict(normalizer(merged))
+        except Exception as exc:
+            raise MetadataError(f"RE.md_normalizer rejected the metadata: {exc}") from exc
+        _check_source(merged, "RE.md_normalizer")
     doc = {key: _plain(value, key) for key, value in merged.items()}
     if isinstance(doc["scan_id"], bool) or not isinstance(doc["scan_id"], int):
         raise MetadataError(f"metadata 'scan_id' must be an integer, got {doc['scan_id']!r}")

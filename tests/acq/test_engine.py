@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+import bluesky
 import bluesky.plan_stubs as bps_bluesky
 import bluesky.plans as bp
 import pytest
 from bluesky.utils import Msg as BlueskyMsg
 from support import AsyncSignal, DocChecker, Signal
 
-from acq import Msg, PlanError, Return, RunEngine, State, StateError, UnknownCommandError
+from acq import (
+    MetadataError,
+    Msg,
+    PlanError,
+    Return,
+    RunEngine,
+    RunEngineInterrupted,
+    State,
+    StateError,
+    UnknownCommandError,
+)
 
 
 def step_scan(motor: Any, det: Any, positions: list[float]):
@@ -268,3 +280,119 @@ async def test_the_plan_runs_in_the_awaiting_task_on_the_callers_loop() -> None:
 
     await RE([Msg("await", probe)])
     assert seen == [(outer, asyncio.get_running_loop())]
+
+
+# -- bluesky's RunEngine settings ------------------------------------------------------------
+
+
+async def test_re_rewindable_is_the_default_of_every_call_and_the_message_sets_it(
+    RE: RunEngine,
+) -> None:
+    assert RE.rewindable is True
+    RE.rewindable = False
+
+    async def plan():
+        seen = yield Msg("rewindable", None, None)  # None only asks
+        now = yield Msg("rewindable", None, True)
+        yield Return((seen, now))
+
+    assert (await RE(plan())).plan_result == (False, True)
+    assert RE.rewindable is True  # as in bluesky, the message changed the engine's setting
+
+
+async def test_a_pause_with_re_rewindable_false_resumes_without_a_replay(
+    RE: RunEngine,
+) -> None:
+    det = Signal("det")
+    RE.rewindable = False
+    plan = [Msg("trigger", det), Msg("pause"), Msg("null")]
+    with pytest.raises(RunEngineInterrupted):
+        await RE(plan)
+    triggered = det.log.count(("trigger", None))
+    await RE.resume()
+    assert det.log.count(("trigger", None)) == triggered == 1  # nothing replayed
+
+
+async def test_request_pause_while_idle_is_a_state_error(RE: RunEngine) -> None:
+    with pytest.raises(StateError, match="idle"):
+        RE.request_pause()
+    with pytest.raises(StateError, match="idle"):
+        RE.request_pause(defer=True)
+
+
+async def test_deferred_pause_requested_until_a_checkpoint_takes_it(RE: RunEngine) -> None:
+    seen: list[bool] = []
+
+    async def plan():
+        yield Msg("null")
+        RE.request_pause(defer=True)
+        seen.append(RE.deferred_pause_requested)
+        yield Msg("null")  # no checkpoint follows: the request is left over
+
+    assert RE.deferred_pause_requested is False
+    await RE(plan())
+    assert seen == [True]
+    assert RE.deferred_pause_requested is True  # as bluesky reports it after the call
+    await RE([Msg("null")])
+    assert RE.deferred_pause_requested is False  # a new call starts clean
+
+
+async def test_scan_id_source_sync_or_async_gives_the_scan_id(checker: DocChecker) -> None:
+    async def facility_counter(md: dict[str, Any]) -> int:
+        return 314159
+
+    for source, expected in ((lambda md: 42, 42), (facility_counter, 314159)):
+        RE = RunEngine(catalog=None, scan_id_source=source)
+        RE.subscribe(checker, thread=False)
+        await RE([Msg("open_run"), Msg("close_run")])
+        assert RE.md["scan_id"] == expected
+        assert checker.of("start")[-1]["scan_id"] == expected
+
+
+async def test_a_scan_id_source_that_returns_no_integer_is_refused_before_the_start(
+    checker: DocChecker,
+) -> None:
+    RE = RunEngine(catalog=None, scan_id_source=lambda md: "seven")
+    RE.subscribe(checker, thread=False)
+    with pytest.raises(MetadataError, match="scan_id_source returned 'seven'"):
+        await RE([Msg("open_run"), Msg("close_run")])
+    assert checker.of("start") == []
+
+
+async def test_md_normalizer_rewrites_the_metadata_before_it_is_checked(
+    RE: RunEngine, checker: DocChecker
+) -> None:
+    RE.md_normalizer = lambda md: {key.lower(): value for key, value in md.items()}
+    await RE([Msg("open_run", TEST=1), Msg("close_run")])
+    start = checker.of("start")[0]
+    assert start["test"] == 1
+    assert "TEST" not in start
+
+
+async def test_re_md_records_the_library_versions_as_bluesky_does() -> None:
+    RE = RunEngine(catalog=None)
+    assert RE.md["versions"]["bluesky"] == bluesky.__version__
+    assert RE.md["versions"]["acq"]
+
+
+async def test_max_depth_refuses_a_call_made_too_deep(RE: RunEngine) -> None:
+    RE.max_depth = 0
+    with pytest.raises(RuntimeError, match="max_depth"):
+        await RE([Msg("null")])
+    RE.max_depth = None
+    assert (await RE([Msg("null")])).exit_status == "success"
+
+
+async def test_verbose_logs_each_runs_start_and_stop(
+    RE: RunEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    RE.verbose = True
+    try:
+        assert RE.verbose
+        with caplog.at_level(logging.INFO, logger="acq.engine"):
+            await RE([Msg("open_run"), Msg("close_run")])
+    finally:
+        RE.verbose = False
+    assert not RE.verbose
+    assert any("opened" in r.getMessage() for r in caplog.records)
+    assert any("closed: success" in r.getMessage() for r in caplog.records)

@@ -41,6 +41,12 @@ NO_PLAN_RETURN: Any = _NoPlanReturn()
 """``RE.NO_PLAN_RETURN``: a stopped, aborted or halted plan's ``plan_result``."""
 
 # Every attribute a test may set on the adapter; anything else has no acq equivalent.
+_SAME = frozenset(
+    {"rewindable", "deferred_pause_requested", "verbose", "scan_id_source", "md_normalizer",
+     "max_depth"}
+)  # fmt: skip
+"""Attributes acq's RunEngine has under bluesky's name, with bluesky's meaning."""
+
 _SETTABLE = frozenset(
     {"md", "md_validator", "preprocessors", "record_interruptions", "msg_hook", "state_hook",
      "ignore_callback_exceptions",
@@ -140,6 +146,8 @@ class BlueskyStyleRunEngine:
         prop = getattr(type(self), name, None)
         if isinstance(prop, property) and prop.fset is not None:
             prop.fset(self, value)
+        elif name in _SAME:
+            setattr(self._engine, name, value)
         elif name in _SETTABLE:
             object.__setattr__(self, name, value)
         else:
@@ -148,6 +156,8 @@ class BlueskyStyleRunEngine:
             )
 
     def __getattr__(self, name: str) -> Any:
+        if name in _SAME:
+            return getattr(self._engine, name)
         raise AttributeError(
             f"acq's RunEngine has no equivalent of bluesky's RE.{name} (compat adapter)"
         )
@@ -245,6 +255,8 @@ class BlueskyStyleRunEngine:
         if entry is not None:
             self._engine.unsubscribe(entry[2])
 
+    unsubscribe_lossless = unsubscribe  # bluesky's deprecated spelling of unsubscribe
+
     # -- commands, suspenders, preprocessors ------------------------------------------------
     def register_command(self, name: str, func: Callable[..., Any]) -> None:
         """acq's ``register_command`` (bluesky's handlers are ``async def f(msg)``)."""
@@ -286,7 +298,10 @@ class BlueskyStyleRunEngine:
     # -- interruptions ----------------------------------------------------------------------
     def request_pause(self, defer: bool = False) -> None:
         """acq's ``request_pause(defer)``, from any thread."""
-        self._on_loop(self._engine.request_pause, defer)
+        try:
+            self._on_loop(self._engine.request_pause, defer)
+        except acq.StateError as exc:
+            raise TransitionError(str(exc)) from exc
 
     def resume(self) -> Any:
         """bluesky's blocking ``RE.resume()``."""

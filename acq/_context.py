@@ -15,7 +15,13 @@ from typing import Any, cast
 
 from ._dispatch import Dispatcher
 from ._documents import RunBundler, call_maybe_async, validate_document
-from ._errors import DeviceError, IllegalMessageSequence, MetadataError, SubscriberError
+from ._errors import (
+    DeviceError,
+    IllegalMessageSequence,
+    MetadataError,
+    NoReplayAllowed,
+    SubscriberError,
+)
 from ._metadata import build_start, library_versions
 from ._status import StatusGroups, await_status, device_name
 from ._uid import new_uid
@@ -144,6 +150,8 @@ class PlanContext:
         self.bundle_marks: dict[Hashable, int] = {}
         self.validate = validate_document
         self.critical_failure: SubscriberError | None = None
+        self.waiting_hook: Callable[[Any], Any] | None = None  # RE.waiting_hook
+        self.no_replay = False  # a device refused a replay: the next resume replays nothing
         self.ending_reason = ""  # why the call is being stopped or aborted, once it is
         self._publish_nowait = dispatcher.publish_nowait
 
@@ -332,12 +340,18 @@ class PlanContext:
         return problems
 
     async def call_each(self, method: str) -> None:
-        """Call ``method()`` (``pause``/``resume``) on every touched device that has it."""
+        """Call ``method()`` (``pause``/``resume``) on every touched device that has it.
+
+        A device whose ``pause()`` raises :class:`~acq.NoReplayAllowed` (bluesky's) cannot
+        be replayed: the next resume goes on where the plan paused, replaying nothing.
+        """
         for obj in list(self.touched.values()):
             func = getattr(obj, method, None)
             if callable(func):
                 try:
                     await await_status(func())
+                except NoReplayAllowed:
+                    self.no_replay = True
                 except Exception:
                     logger.exception("%s of %s failed", method, device_name(obj))
 

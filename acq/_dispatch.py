@@ -35,6 +35,7 @@ import logging
 import queue
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -343,7 +344,7 @@ class Dispatcher:
 
     def __init__(self) -> None:
         self._subs: dict[int, Subscription] = {}
-        self._tokens = itertools.count(1)
+        self._tokens = itertools.count(0)  # as bluesky's: the first token is 0
         self._workers: dict[int, _Worker] = {}
         self._critical_by_name: dict[str, tuple[tuple[Subscription, Callback], ...]] = {}
         self._offloaders: dict[int, ThreadPoolExecutor] = {}  # critical, thread=True
@@ -567,5 +568,11 @@ def make_subscription(
 ) -> Subscription:
     """Build a :class:`Subscription`, accepting bluesky's ``(name, callback)`` order too."""
     if isinstance(callback, str) and callable(name):
-        callback, name = name, callback  # bluesky's old order: subscribe('event', cb)
+        warnings.warn(
+            f"subscribe({callback!r}, callback) is bluesky's old argument order: write "
+            f"subscribe(callback, {callback!r}); the old order still works",
+            UserWarning,
+            stacklevel=3,
+        )
+        callback, name = name, callback
     return Subscription(callback, name, **options)  # type: ignore[arg-type]

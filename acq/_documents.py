@@ -9,15 +9,25 @@ yet collected, monitors, and the Stop. It hands each finished document to the en
 ``emit`` coroutine, which validates it with event-model's pydantic models and passes it
 to subscribers.
 
+As in bluesky, a device is described once per stream it is read into (its
+``describe()`` is cached per stream, until ``configure`` drops it), and a stream's
+descriptor stands for the *set* of objects read: reading them in another order than they
+were declared or first read in makes no new descriptor.
+
 Compatibility with bluesky's document consumers and classic (v1) ophyd devices: every
 data key names its device (``object_name``); ``collect_asset_docs`` gets an index only
 if it takes one (ophyd-async) and none otherwise (ophyd v1); a flyer collected without a
-declared stream gets the streams its ``describe_collect()`` names.
+declared stream gets the streams its ``describe_collect()`` names (where bluesky asks for
+a ``declare_stream`` first); a StreamResource in event-model's pre-1.20 form
+(``root``/``resource_path``/``spec``/``resource_kwargs``) is translated into the current
+one (``uri``/``mimetype``/``parameters``, see :func:`current_stream_resource`), never
+emitted as it is.
 
-Why one module of ~800 lines: every part (bundles, descriptors, flyer pages, assets,
+Why one module of ~950 lines: every part (bundles, descriptors, flyer pages, assets,
 monitors, the Stop) reads and advances the same per-stream state (descriptor uid,
 seq_num counter, data keys, configuration); split up, that state would have to be passed
-between modules on the hot path.
+between modules on the hot path. (The translation of pre-1.20 StreamResources shares no
+state and could live in a module of its own.)
 
 Validation: every document is checked against event-model's own models before it leaves
 the engine (:func:`validate_document`), with two shortcuts that keep the check from
@@ -39,6 +49,7 @@ from __future__ import annotations
 import copy
 import inspect
 import itertools
+import re
 import time
 from collections.abc import (
     AsyncIterator,
@@ -49,12 +60,20 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, cast
+from urllib.parse import quote
 
 import event_model.basemodels as em
 from pydantic import BaseModel, ValidationError
 
-from ._errors import AcqInternalError, DeviceError, IllegalMessageSequence
+from ._errors import (
+    AcqInternalError,
+    DataKeyCollisionError,
+    DeviceError,
+    IllegalMessageSequence,
+    UnsupportedMessageError,
+)
 from ._status import device_name
 from ._uid import new_uid
 
@@ -63,7 +82,9 @@ __all__ = [
     "Publish",
     "RunBundler",
     "call_maybe_async",
+    "current_stream_resource",
     "iterate_maybe_async",
+    "spec_mimetype",
     "validate_document",
 ]
 
@@ -129,6 +150,89 @@ def _page_projection(page: Mapping[str, Any]) -> dict[str, Any]:
         if column in page:
             projection[column] = {k: list(v[:1]) for k, v in page[column].items()}
     return projection
+
+
+# -- StreamResource: event-model's pre-1.20 form ----------------------------------------------
+# Before event-model 1.20 a StreamResource said where its data was as a handler registry
+# did for a Resource: root + resource_path, a spec naming the handler, resource_kwargs.
+# Since then it has a uri, a mimetype and parameters; event-model offers no converter, so
+# acq translates what older devices still emit (older ophyd-async releases, bluesky's
+# test devices) before validating it. The mapping is the one bluesky's TiledWriter applies to
+# such documents: uri ``file://localhost/<root>/<resource_path>`` (as ophyd-async writes
+# file URIs), mimetype from the spec, parameters from resource_kwargs.
+
+_LEGACY_STREAM_RESOURCE_KEYS = ("root", "resource_path", "spec", "resource_kwargs")
+_HDF5 = "application/x-hdf5"
+_SPEC_MIMETYPES: Mapping[str, str] = {
+    "AD_TIFF": "multipart/related;type=image/tiff",
+    "NPY_SEQ": "multipart/related;type=application/x-npy",
+    "PANDA": _HDF5,
+}
+_NOT_IN_A_MIME_SUBTYPE = re.compile(r"[^a-z0-9!#$&^_.+-]+")
+
+
+def spec_mimetype(spec: str) -> str:
+    """The MIME type of data a pre-1.20 StreamResource's (or a Resource's) ``spec`` names.
+
+    ``application/x-hdf5`` for every spec naming HDF5 (``AD_HDF5_SWMR_STREAM``,
+    ``ADHDF5_SWMR``, ``HDF5``, ``TPX_HDF5``, ...) and for Xspress3's (``XSP3...``) and
+    PandA's, which write HDF5; TIFF and NumPy file sequences as ``multipart/related``.
+    Any other spec: ``application/x-<spec lowercased>``, each run of characters a MIME
+    subtype cannot hold replaced by ``-`` (``MY_FORMAT`` -> ``application/x-my_format``),
+    so that the spec can still be read from the document.
+    """
+    upper = spec.upper()
+    if "HDF5" in upper or upper.startswith("XSP3"):
+        return _HDF5
+    known = _SPEC_MIMETYPES.get(upper)
+    if known is not None:
+        return known
+    return "application/x-" + _NOT_IN_A_MIME_SUBTYPE.sub("-", spec.lower())
+
+
+def _file_uri(root: str, resource_path: str, windows: bool) -> str:
+    """``file://localhost/...`` for ``resource_path`` below ``root`` (percent-encoded)."""
+    path_type = PureWindowsPath if windows else PurePosixPath
+    path = path_type(root or "/") / resource_path.lstrip("/\\")
+    return "file://localhost/" + quote(path.as_posix().lstrip("/"), safe="/:")
+
+
+def current_stream_resource(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` in event-model's current StreamResource form (``doc`` itself if it is).
+
+    A pre-1.20 document (``root``, ``resource_path``, ``spec``, ``resource_kwargs``,
+    optionally ``path_semantics``; no ``uri``) becomes ``uri`` (see above), ``mimetype``
+    (:func:`spec_mimetype`) and ``parameters`` (``resource_kwargs``; for HDF5 also
+    ``dataset``, from ``path``, the name current readers look for); the legacy keys are
+    dropped, any other key is kept.
+
+    Raises:
+        DeviceError: a pre-1.20 document without ``resource_path`` or ``spec``.
+    """
+    if "uri" in doc or not any(k in doc for k in _LEGACY_STREAM_RESOURCE_KEYS):
+        return doc
+    missing = [k for k in ("resource_path", "spec") if not isinstance(doc.get(k), str)]
+    if missing:
+        raise DeviceError(
+            f"stream_resource {doc.get('uid')!r} is in event-model's pre-1.20 form (root, "
+            f"resource_path, spec, resource_kwargs) but has no {' or '.join(map(repr, missing))}"
+            ": acq cannot translate it into the current form (uri, mimetype, parameters)"
+        )
+    mimetype = spec_mimetype(doc["spec"])
+    parameters = dict(doc.get("resource_kwargs") or {})
+    if mimetype == _HDF5 and "dataset" not in parameters and "path" in parameters:
+        parameters["dataset"] = parameters["path"]
+    current = {
+        k: v
+        for k, v in doc.items()
+        if k not in _LEGACY_STREAM_RESOURCE_KEYS and k != "path_semantics"
+    }
+    current["uri"] = _file_uri(
+        doc.get("root") or "", doc["resource_path"], doc.get("path_semantics") == "windows"
+    )
+    current["mimetype"] = mimetype
+    current["parameters"] = parameters
+    return current
 
 
 async def call_maybe_async(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -271,7 +375,9 @@ class RunBundler:
         self.uid: str = start["uid"]
         self._emit = emit  # validates, then publishes
         self._publish = publish  # publishes (events after the first of their descriptor)
-        self._infos: dict[int, _ObjInfo] = {}
+        # stream name -> id(obj) -> what obj.describe() said when first read into it
+        self._described: dict[str, dict[int, _ObjInfo]] = {}
+        self._bundle_described: dict[int, _ObjInfo] = {}  # the open bundle's stream's
         self._streams: dict[str, _Stream] = {}
         self._bundle_name: str | None = None
         self.bundling = False
@@ -280,7 +386,8 @@ class RunBundler:
         self._bundle_readings: list[Mapping[str, Any]] = []
         self._bundle_assets: list[tuple[str, dict[str, Any]]] = []
         self._stream_resources: dict[str, str] = {}  # stream_resource uid -> data_key
-        self._declared: dict[frozenset[int], str] = {}  # collect objects -> stream name
+        # declare_stream's objects -> the names of the streams declared for them
+        self._declared: dict[frozenset[int], list[str]] = {}
         # id(flyer) -> (flyer, its streams) for describe_collect() naming the streams
         self._legacy_streams: dict[int, tuple[Any, tuple[_Stream, ...]]] = {}
         self._takes_index: dict[int, tuple[Any, bool]] = {}  # id(obj) -> (obj, answer)
@@ -298,6 +405,8 @@ class RunBundler:
         if not isinstance(name, str) or not name:  # pyright: ignore[reportUnnecessaryIsInstance]
             raise IllegalMessageSequence(f"'create' needs a stream name, got {name!r}")
         self._bundle_name = name
+        described = self._described.get(name)  # inline: once per point
+        self._bundle_described = described if described is not None else self._described_in(name)
         self.bundling = True
 
     def add_known(self, obj: Any, reading: Mapping[str, Any]) -> bool:
@@ -306,7 +415,7 @@ class RunBundler:
         Returns False, having added nothing, when :meth:`add_reading` must do it: ``obj``
         is new to the run, writes assets, or was already read into this bundle.
         """
-        info = self._infos.get(id(obj))
+        info = self._bundle_described.get(id(obj))
         if info is None or info.obj is not obj or info.writes_assets or info in self._bundle_infos:
             return False
         self._bundle_infos.append(info)
@@ -315,9 +424,7 @@ class RunBundler:
 
     async def add_reading(self, obj: Any, reading: Mapping[str, Any]) -> None:
         """Add ``obj``'s reading to the open bundle (describing it on first sight)."""
-        info = self._infos.get(id(obj))
-        if info is None or info.obj is not obj:
-            info = await self._learn(obj)
+        info = await self._info(obj, self._bundle_described)
         if info in self._bundle_infos:
             raise IllegalMessageSequence(
                 f"{info.name} was read twice between 'create' and 'save' of stream "
@@ -382,10 +489,14 @@ class RunBundler:
     ) -> None:
         for i, (info, reading) in enumerate(zip(infos, readings, strict=True)):
             if reading.keys() != info.read_keys:
-                infos = await self._relearn(infos, i, reading)
+                infos = await self._relearn(name, infos, i, reading)
         stream = self._streams.get(name)
-        if stream is None or stream.infos != infos:
+        if stream is None or len(stream.infos) != len(infos) or set(stream.infos) != set(infos):
             stream = await self._new_descriptor(name, infos)
+        elif stream.infos != infos:
+            # the same objects read in another order: the same descriptor, and save()'s
+            # quick check expects this order from now on
+            stream.infos = infos
         if assets:
             await self._emit_assets(assets, stream, 1)
         event = self._event(stream, readings)
@@ -419,14 +530,27 @@ class RunBundler:
         }
 
     # -- descriptors --------------------------------------------------------------------
-    async def _learn(self, obj: Any) -> _ObjInfo:
-        info = self._infos[id(obj)] = _ObjInfo(obj, await _describe(obj))
+    def _described_in(self, stream: str) -> dict[int, _ObjInfo]:
+        """What the devices read into ``stream`` said of themselves (id(obj) -> info)."""
+        described = self._described.get(stream)
+        if described is None:
+            described = self._described[stream] = {}
+        return described
+
+    @staticmethod
+    async def _info(obj: Any, described: dict[int, _ObjInfo]) -> _ObjInfo:
+        """``obj``'s entry in a stream's ``described``, calling describe() on first sight."""
+        info = described.get(id(obj))
+        if info is None or info.obj is not obj:
+            info = described[id(obj)] = _ObjInfo(obj, await _describe(obj))
         return info
 
     async def _relearn(
-        self, infos: tuple[_ObjInfo, ...], index: int, reading: Mapping[str, Any]
+        self, stream: str, infos: tuple[_ObjInfo, ...], index: int, reading: Mapping[str, Any]
     ) -> tuple[_ObjInfo, ...]:
-        info = await self._learn(infos[index].obj)
+        described = self._described_in(stream)
+        described.pop(id(infos[index].obj), None)
+        info = await self._info(infos[index].obj, described)
         if reading.keys() != info.read_keys:
             raise DeviceError(
                 f"{info.name}.read() returned keys {sorted(reading)} but its describe() "
@@ -436,7 +560,8 @@ class RunBundler:
 
     def forget(self, obj: Any) -> None:
         """Drop what the run knows of ``obj`` (after ``configure``): re-describe next read."""
-        self._infos.pop(id(obj), None)
+        for described in self._described.values():
+            described.pop(id(obj), None)
         for stream in self._streams.values():
             stream.configs.pop(id(obj), None)
 
@@ -498,19 +623,22 @@ class RunBundler:
         return stream
 
     async def declare_stream(self, name: str, objs: Iterable[Any], collect: bool) -> str:
-        """Emit the descriptor of stream ``name`` ahead of its data; return its uid."""
+        """Emit the descriptor of stream ``name`` ahead of its data; return its uid.
+
+        With or without ``collect``, a later ``collect`` of exactly these objects that
+        names no stream goes into this one (as in bluesky).
+        """
         infos: list[_ObjInfo] = []
         for obj in objs:
             if collect:
                 described = await _describe(obj, collect=True)
                 info = _ObjInfo(obj, _flat_collect_keys(described, name, obj))
             else:
-                info = self._infos.get(id(obj))
-                if info is None or info.obj is not obj:
-                    info = await self._learn(obj)
+                info = await self._info(obj, self._described_in(name))
             infos.append(info)
-        if collect:
-            self._declared[frozenset(id(i.obj) for i in infos)] = name
+        declared = self._declared.setdefault(frozenset(id(i.obj) for i in infos), [])
+        if name not in declared:
+            declared.append(name)
         stream = await self._new_descriptor(name, tuple(infos))
         return stream.uid
 
@@ -529,18 +657,40 @@ class RunBundler:
         """The flyers kicked off in this run and not collected since, in kickoff order."""
         return list(self._uncollected.values())
 
-    async def collect(self, objs: list[Any], name: str | None, return_payload: bool) -> Any:
+    async def collect(
+        self, objs: list[Any], name: str | None, return_payload: bool, stream: bool = False
+    ) -> Any:
         """Collect what flyers have gathered: event pages, events or assets.
 
-        The stream is ``name``, else the stream declared for exactly these objects, else
-        what a single flyer's ``describe_collect()`` says: its keys name the streams when
-        it is nested (``{stream: {key: DataKey}}``, as bluesky reads ophyd v1 flyers), the
-        flyer's name when it is flat.
+        The stream is ``name``, else the stream declared for exactly these objects (if
+        one was; several is ambiguous), else what a single flyer's ``describe_collect()``
+        says: its keys name the streams when it is nested (``{stream: {key: DataKey}}``, as
+        bluesky reads ophyd v1 flyers), the flyer's name when it is flat. A stream named
+        but not declared is declared for a single flyer. (bluesky insists on a
+        ``declare_stream`` in both of these cases; acq's ``fly`` relies on them.)
+        ``stream=True`` (bluesky's old per-event collect) is refused, as bluesky refuses it.
+
+        The stream's seq_num counter advances by the events or page rows collected, or,
+        when there are only stream datums, once by the frames they cover (every object's
+        datums start at the same seq_num).
         """
+        if stream:
+            raise UnsupportedMessageError(
+                f"'collect' of {', '.join(map(device_name, objs))} with stream=True: "
+                "Collect now emits EventPages (stream=False), so emitting Events "
+                "(stream=True) is no longer supported; leave stream= out"
+            )
         for obj in objs:
             self._uncollected.pop(id(obj), None)
         if name is None:
-            name = self._declared.get(frozenset(id(o) for o in objs))
+            declared = self._declared.get(frozenset(id(o) for o in objs), [])
+            if len(declared) > 1:
+                raise IllegalMessageSequence(
+                    f"'collect' of {', '.join(map(device_name, objs))} names no stream, and "
+                    f"streams {sorted(declared)} were declared for these objects: say which "
+                    "with name=..."
+                )
+            name = declared[0] if declared else None
         if name is not None:
             if name not in self._streams:
                 if len(objs) != 1:
@@ -559,8 +709,14 @@ class RunBundler:
         else:
             targets = await self._undeclared_streams(objs[0])
         payload: list[dict[str, Any]] | None = [] if return_payload else None
+        first = targets[0].seq
+        frames = 0
         for obj in objs:
-            await self._collect_one(obj, len(objs) > 1, targets, payload)
+            frames = max(frames, await self._collect_one(obj, len(objs) > 1, targets, payload))
+        if targets[0].seq == first:
+            # only stream datums: they stand for the events (bluesky's rule); with event
+            # pages too, the pages' rows are those events and have advanced the counter
+            targets[0].seq = first + frames
         return payload
 
     async def _undeclared_streams(self, obj: Any) -> tuple[_Stream, ...]:
@@ -570,23 +726,39 @@ class RunBundler:
             return known[1]
         described = await _describe(obj, collect=True)
         nested = {device_name(obj): described} if _is_flat(described) else described
-        targets: list[_Stream] = []
+        streams: dict[str, dict[str, Any]] = {}
+        owner: dict[str, str] = {}  # data key -> the first stream that names it
         for stream_name, keys in nested.items():
             if not isinstance(keys, Mapping):
                 raise DeviceError(
                     f"{device_name(obj)}.describe_collect() gave {keys!r} for stream "
                     f"{stream_name!r}, not a dict of data keys"
                 )
-            info = _ObjInfo(obj, dict(cast(Mapping[str, Any], keys)))
-            targets.append(await self._new_descriptor(stream_name, (info,)))
+            streams[stream_name] = dict(cast(Mapping[str, Any], keys))
+            for key in streams[stream_name]:
+                first = owner.setdefault(key, stream_name)
+                if first != stream_name:
+                    raise DataKeyCollisionError(
+                        f"{device_name(obj)}.describe_collect() names data key {key!r} in "
+                        f"streams {first!r} and {stream_name!r}: Can't use identical data "
+                        "keys in multiple streams; each key must belong to one stream"
+                    )
+        targets: list[_Stream] = []
+        for stream_name, keys in streams.items():
+            targets.append(await self._new_descriptor(stream_name, (_ObjInfo(obj, keys),)))
         self._legacy_streams[id(obj)] = (obj, tuple(targets))
         return tuple(targets)
 
     async def _collect_one(
         self, obj: Any, several: bool, targets: tuple[_Stream, ...], payload: list[Any] | None
-    ) -> None:
-        """Emit one flyer's assets, then its event pages or events (bluesky's order)."""
+    ) -> int:
+        """Emit one flyer's assets, then its event pages or events (bluesky's order).
+
+        Returns how many frames its stream datums cover (each starts at the stream's
+        seq_num counter, which the caller advances once for all the objects collected).
+        """
         collected = False
+        frames = 0
         if callable(getattr(obj, "collect_asset_docs", None)):
             index = None
             get_index = getattr(obj, "get_index", None)
@@ -596,7 +768,7 @@ class RunBundler:
                 (item[0], dict(item[1]))
                 async for item in iterate_maybe_async(self._asset_docs(obj, index))
             ]
-            await self._emit_assets(assets, targets[0], None)
+            frames = await self._emit_assets(assets, targets[0], None)
             collected = True
         if callable(getattr(obj, "collect_pages", None)):
             async for page in iterate_maybe_async(obj.collect_pages()):
@@ -625,6 +797,7 @@ class RunBundler:
                 f"{device_name(obj)} cannot be collected: it has none of collect(), "
                 "collect_pages(), collect_asset_docs()"
             )
+        return frames
 
     async def _emit_page(self, stream: _Stream, page: Mapping[str, Any]) -> None:
         times = _as_list(page["time"])
@@ -646,15 +819,18 @@ class RunBundler:
 
     async def _emit_assets(
         self, assets: list[tuple[str, dict[str, Any]]], stream: _Stream, width: int | None
-    ) -> None:
+    ) -> int:
         """Emit Resource/Datum/StreamResource/StreamDatum docs, filling in the links.
 
-        A stream datum's ``seq_nums`` are set from the stream's counter; when ``width`` is
-        None (collect) the counter advances by the datum's number of indices.
+        A stream datum's ``seq_nums`` start at the stream's counter and span ``width``
+        (1 for an event's), or when ``width`` is None (collect) the datum's number of
+        indices. Returns the largest such number; the counter is the caller's to advance.
         """
         advance = 0
         for kind, doc in assets:
             if kind in ("resource", "stream_resource"):
+                if kind == "stream_resource":
+                    doc = current_stream_resource(doc)
                 doc["run_start"] = self.uid
                 if kind == "stream_resource":
                     if doc["data_key"] not in stream.data_keys:
@@ -676,8 +852,7 @@ class RunBundler:
             elif kind not in ("datum", "datum_page"):
                 raise DeviceError(f"a device produced an asset document of unknown kind {kind!r}")
             await self._emit(kind, doc)
-        if width is None:
-            stream.seq += advance
+        return advance
 
     # -- the end ----------------------------------------------------------------------------
     def stop_document(self, exit_status: str, reason: str) -> dict[str, Any]:
@@ -733,9 +908,7 @@ class RunBundler:
     # -- monitors ---------------------------------------------------------------------------
     async def monitor_descriptor(self, obj: Any, name: str) -> _Stream:
         """Describe ``obj`` as the single source of stream ``name`` (for ``monitor``)."""
-        info = self._infos.get(id(obj))
-        if info is None or info.obj is not obj:
-            info = await self._learn(obj)
+        info = await self._info(obj, self._described_in(name))
         return await self._new_descriptor(name, (info,))
 
     async def monitor_event(self, stream: _Stream, reading: Mapping[str, Any]) -> None:

@@ -17,6 +17,7 @@ import asyncio
 import inspect
 import logging
 import threading
+import warnings
 from collections.abc import Callable, Coroutine, Iterable, Mapping, MutableMapping
 from types import CoroutineType
 from typing import Any, cast
@@ -123,6 +124,12 @@ class RunEngine:
             **(versions if isinstance(versions, Mapping) else {}),
             **library_versions(),
         }
+        self.waiting_hook: Callable[[Any], Any] | None = None
+        """Called with the set of statuses a ``wait`` waits for, then with None when it
+        ends (a progress bar, as bluesky's ``RE.waiting_hook``)."""
+        self.msg_hook: Callable[[Any], Any] | None = None
+        """Called with every message before it is handled, replays included (debugging,
+        as bluesky's ``RE.msg_hook``)."""
         self.max_depth: int | None = None
         """Refuse ``RE(...)`` (RuntimeError) when called this many Python frames deep."""
         self._rewindable = True
@@ -387,6 +394,14 @@ class RunEngine:
                 "await the running plan (or resume/stop/abort the paused one), or make "
                 "another RunEngine for concurrent plans"
             )
+        if "raise_if_interrupted" in md:  # bluesky's old keyword, not metadata
+            md.pop("raise_if_interrupted")
+            warnings.warn(
+                "RE(..., raise_if_interrupted=...) is a keyword of bluesky's old API and is "
+                "ignored: acq always raises RunEngineInterrupted when a plan pauses",
+                UserWarning,
+                stacklevel=2,
+            )
         if self.max_depth is not None and len(inspect.stack(0)) > self.max_depth:
             raise RuntimeError(
                 f"RE(...) called {len(inspect.stack(0))} frames deep, more than "
@@ -409,6 +424,7 @@ class RunEngine:
         )
         ctx.record_interruptions = self.record_interruptions
         ctx.rewindable = self._rewindable
+        ctx.waiting_hook = self.waiting_hook
         ctx.checkpoint()  # as in bluesky: a pause before the plan's first checkpoint rewinds
         self._call = _Call(ctx, PlanStack(root), tokens)
         self._request = None
@@ -570,6 +586,7 @@ class RunEngine:
         ctx = call.ctx
         try:
             plan_result = await self._drive(call)
+            ctx.groups.raise_unwaited_failure()
         except _Paused:
             raise
         except _Halted:
@@ -650,6 +667,8 @@ class RunEngine:
             call.rewind = False
             error = await self._rewind(call) or error
         countdown = _YIELD_EVERY
+        hook = self.msg_hook
+        again = msg is not None  # a message handled before: not shown to the hook again
         while True:
             if msg is None:
                 try:
@@ -673,6 +692,9 @@ class RunEngine:
                 except PlanFinished as finished:
                     return finished.result
                 error = None
+            if hook is not None and not again:
+                hook(msg)
+            again = False
             if self._attention and self._request is not None:
                 error = await self._interrupt(call, msg, reply)
                 if error is not None:
@@ -699,6 +721,7 @@ class RunEngine:
                     continue
                 self._interrupting = False
                 cast(asyncio.Task[Any], self._task).uncancel()
+                again = True
                 continue  # msg is still pending: the request decides what becomes of it
             except Exception as exc:  # noqa: BLE001 -- thrown into the plan, which may catch it
                 self._current = None
@@ -776,7 +799,8 @@ class RunEngine:
     async def _quiesce(self, ctx: PlanContext) -> None:
         for problem in await ctx.stop_movers():
             logger.warning("while pausing: %s", problem)
-        ctx.drop_bundles()
+        if ctx.recording:  # the replay makes them again; without one, the plan goes on
+            ctx.drop_bundles()
         await ctx.suspend_monitors()
 
     async def _suspend(self, call: _Call, suspension: Suspension) -> bool:
@@ -815,6 +839,8 @@ class RunEngine:
                 msg = await stack.send(reply)
             except PlanFinished:
                 return
+            if self.msg_hook is not None:
+                self.msg_hook(msg)
             reply = await _handle(self._handlers[msg.command], ctx, msg)
 
     async def _rewind(self, call: _Call) -> BaseException | None:
@@ -825,12 +851,19 @@ class RunEngine:
         await ctx.call_each("resume")
         await ctx.restore_monitors()
         await ctx.record_interruption("resume")
+        if ctx.no_replay:  # a device's pause() said it cannot be replayed
+            ctx.no_replay = False
+            ctx.replay.clear()
+            ctx.bundle_marks.clear()
+            return None
         if not ctx.recording:
             return None
         messages = list(ctx.replay)
         ctx.replay.clear()
         ctx.bundle_marks.clear()
         for msg in messages:
+            if self.msg_hook is not None:
+                self.msg_hook(msg)
             try:
                 await _handle(self._handlers[msg.command], ctx, msg)
             except Exception as exc:  # noqa: BLE001 -- thrown into the plan

@@ -7,11 +7,13 @@ raises :class:`AcqInternalError` instead, so it is never mistaken for bad input:
       + PlanError             -- the plan yielded something invalid
         + UnknownCommandError -- a message whose command nobody handles
         + IllegalMessageSequence  -- e.g. save without create, create outside a run
+        + UnsupportedMessageError -- e.g. collect(stream=True); also a RuntimeError
       + DeviceError           -- an object lacks the method a message needs
+        + DataKeyCollisionError -- one data key in two streams; also a RuntimeError
       + StateError            -- e.g. resume while idle, RE(...) while already running
       + MetadataError         -- metadata rejected before the run opened
       + SubscriberError       -- a critical subscriber failed; the run fails with it
-      + WaitTimeoutError      -- a wait group did not finish within its timeout
+      + WaitTimeoutError      -- a wait group or wait_for did not finish within its timeout
       + FailedStatus          -- a status reported failure
       + RunEngineInterrupted  -- the run was paused, not lost (see RE.resume())
       + RunAborted            -- RE.abort()/RE.halt() ended the plan (exit_status 'abort')
@@ -21,7 +23,8 @@ raises :class:`AcqInternalError` instead, so it is never mistaken for bad input:
 
 Where bluesky has an exception of the same meaning (``FailedStatus``,
 ``IllegalMessageSequence``, ``RunEngineInterrupted``, ``InvalidCommand`` for an unknown
-command), acq's also derives from it, so a bluesky plan's ``except`` clause catches acq's.
+command, ``WaitForTimeoutError`` for a wait's timeout), acq's also derives from it, so a
+bluesky plan's ``except`` clause catches acq's.
 ``RequestStop`` and ``RequestAbort`` are bluesky's own classes, subclasses of ``Exception`` as
 in bluesky: bluesky's ``run_wrapper`` closes its run as a success on a stop (and as an
 abort on an abort) by catching them, and plans catch them to clean up.
@@ -35,10 +38,13 @@ from typing import Any
 
 # bluesky's plans catch these by bluesky's classes (``except FailedStatus:`` to retry a
 # move); acq's own errors derive from them so those clauses keep working on acq. Only the
-# exception classes are taken from bluesky, never its engine.
+# exception classes are taken from bluesky, never its engine (WaitForTimeoutError is
+# defined in bluesky.run_engine, which ``import bluesky`` loads anyway: only the class).
+from bluesky.run_engine import WaitForTimeoutError as _BlueskyWaitForTimeoutError
 from bluesky.utils import FailedStatus as _BlueskyFailedStatus
 from bluesky.utils import IllegalMessageSequence as _BlueskyIllegalMessageSequence
 from bluesky.utils import InvalidCommand as _BlueskyInvalidCommand
+from bluesky.utils import NoReplayAllowed as NoReplayAllowed
 from bluesky.utils import RequestAbort as _BlueskyRequestAbort
 from bluesky.utils import RequestStop as _BlueskyRequestStop
 from bluesky.utils import RunEngineInterrupted as _BlueskyRunEngineInterrupted
@@ -49,15 +55,18 @@ __all__ = [
     "RunAborted",
     "AcqError",
     "AcqInternalError",
+    "DataKeyCollisionError",
     "DeviceError",
     "FailedStatus",
     "IllegalMessageSequence",
+    "NoReplayAllowed",
     "MetadataError",
     "PlanError",
     "RunEngineInterrupted",
     "StateError",
     "SubscriberError",
     "UnknownCommandError",
+    "UnsupportedMessageError",
     "WaitTimeoutError",
 ]
 
@@ -81,8 +90,25 @@ class IllegalMessageSequence(PlanError, _BlueskyIllegalMessageSequence):
     """A message arrived where it is not allowed (``save`` without ``create``, ...)."""
 
 
-class DeviceError(AcqError):
-    """A device cannot do what a message asks (missing method, bad return value)."""
+class UnsupportedMessageError(PlanError, RuntimeError):
+    """A message asks for what acq, as bluesky, no longer does (``collect(stream=True)``).
+
+    Also a ``RuntimeError``: bluesky raises one there.
+    """
+
+
+class DeviceError(AcqError, RuntimeError):
+    """A device cannot do what a message asks (missing method, bad return value).
+
+    A ``RuntimeError`` too: what bluesky raises when a device returns something unusable.
+    """
+
+
+class DataKeyCollisionError(DeviceError, RuntimeError):
+    """A device names the same data key in two streams (``describe_collect()``).
+
+    Also a ``RuntimeError``: bluesky raises one there.
+    """
 
 
 class StateError(AcqError):
@@ -97,8 +123,11 @@ class SubscriberError(AcqError):
     """A critical subscriber failed; the run fails rather than lose data silently."""
 
 
-class WaitTimeoutError(AcqError, TimeoutError):
-    """A ``wait`` message's group did not finish within its timeout."""
+class WaitTimeoutError(AcqError, _BlueskyWaitForTimeoutError):
+    """A ``wait`` message's group, or a ``wait_for``'s awaitables, did not finish in time.
+
+    A ``TimeoutError``, and bluesky's ``WaitForTimeoutError`` (which bluesky plans catch).
+    """
 
 
 class FailedStatus(AcqError, _BlueskyFailedStatus):

@@ -17,7 +17,7 @@ from typing import Any
 from ._context import PlanContext
 from ._dispatch import make_subscription
 from ._documents import RunBundler, call_maybe_async
-from ._errors import DeviceError, IllegalMessageSequence, PlanError
+from ._errors import DeviceError, IllegalMessageSequence, PlanError, WaitTimeoutError
 from ._status import as_status, device_name
 
 __all__ = ["HANDLERS", "Handler"]
@@ -107,8 +107,11 @@ def read(ctx: PlanContext, msg: Any) -> Any:
     if not callable(method):
         method = _method(msg, "read", "Readable")  # raises, naming the device
     reading: Any = method()
-    if reading.__class__ is not dict and hasattr(reading, "__await__"):
-        return _read_async(ctx, msg, reading)
+    if reading.__class__ is not dict:
+        if hasattr(reading, "__await__"):
+            return _read_async(ctx, msg, reading)
+        if reading is None:
+            raise _read_returned_none(msg)
     run = ctx.runs.get(msg.run)
     if run is not None and run.bundling and not run.add_known(msg.obj, reading):
         return _add_reading(run, msg.obj, reading)
@@ -117,10 +120,21 @@ def read(ctx: PlanContext, msg: Any) -> Any:
 
 async def _read_async(ctx: PlanContext, msg: Any, pending: Any) -> Any:
     reading = await pending
+    if reading is None:
+        raise _read_returned_none(msg)
     run = ctx.runs.get(msg.run)
     if run is not None and run.bundling:
         await run.add_reading(msg.obj, reading)
     return reading
+
+
+def _read_returned_none(msg: Any) -> DeviceError:
+    obj = msg.obj
+    return DeviceError(
+        f"'read' of {device_name(obj)}: its read() returned None; it must return a dict "
+        f"{{data key: {{'value': ..., 'timestamp': ...}}}} (a bug in {type(obj).__name__}; "
+        f"the message was {msg!r})"
+    )
 
 
 async def _add_reading(run: RunBundler, obj: Any, reading: Any) -> Any:
@@ -145,7 +159,10 @@ async def collect(ctx: PlanContext, msg: Any) -> Any:
     if not objs:
         raise PlanError(f"'collect' needs at least one object: {msg!r}")
     return await run.collect(
-        objs, msg.kwargs.get("name"), bool(msg.kwargs.get("return_payload", True))
+        objs,
+        msg.kwargs.get("name"),
+        bool(msg.kwargs.get("return_payload", True)),
+        stream=bool(msg.kwargs.get("stream", False)),
     )
 
 
@@ -262,15 +279,15 @@ def _is_status(value: Any) -> bool:
 async def stage(ctx: PlanContext, msg: Any) -> Any:
     """Stage a device (unstaged at the end of the plan whatever happens).
 
-    A device without ``stage()`` has nothing to stage: the reply is ``[]``, as in bluesky.
-    A returned status joins the message's ``group``.
+    A device without both ``stage()`` and ``unstage()`` has nothing to stage: the reply
+    is ``[]``, as in bluesky. A returned status joins the message's ``group``.
     """
     method = getattr(msg.obj, "stage", None)
-    if not callable(method):
-        return []
+    ctx.touched[id(msg.obj)] = msg.obj  # paused and resumed with the plan, as in bluesky
+    if not callable(method) or not callable(getattr(msg.obj, "unstage", None)):
+        return []  # as bluesky's: only what can be unstaged again is staged
     if all(o is not msg.obj for o in ctx.staged):
         ctx.staged.append(msg.obj)  # before calling: a failed stage is still unstaged
-    ctx.touched[id(msg.obj)] = msg.obj
     result: Any = method()
     ctx.reset_replay()  # as in bluesky, a resume never rewinds past a stage
     if _is_status(result) and ctx.groups.add(msg.kwargs.get("group"), "stage", msg.obj, result):
@@ -284,7 +301,7 @@ async def unstage(ctx: PlanContext, msg: Any) -> Any:
     """Unstage a device (nothing to do for one without ``unstage()``)."""
     method = getattr(msg.obj, "unstage", None)
     ctx.staged = [o for o in ctx.staged if o is not msg.obj]
-    if not callable(method):
+    if not callable(method) or not callable(getattr(msg.obj, "stage", None)):
         return []
     result: Any = method()
     ctx.reset_replay()
@@ -302,24 +319,36 @@ async def stop(ctx: PlanContext, msg: Any) -> None:
 
 
 async def locate(ctx: PlanContext, msg: Any) -> Any:
-    """``Msg('locate', *objs, squeeze=True)``: where devices are (setpoint and readback)."""
-    objs = [msg.obj, *msg.args]
+    """``Msg('locate', *objs, squeeze=True)``: where devices are (setpoint and readback).
+
+    Several objects are located concurrently, as in bluesky, so that their locations are
+    of one instant; the reply is then the list of them, in order.
+    """
     if msg.obj is None:
         raise PlanError(f"'locate' needs a device as its obj, got None ({msg!r})")
-    locations: list[Any] = []
-    for obj in objs:
+    methods: list[Callable[[], Any]] = []
+    for obj in (msg.obj, *msg.args):  # every one checked before any is located
         method = getattr(obj, "locate", None)
         if not callable(method):
             raise DeviceError(f"'locate' of {device_name(obj)}: it has no locate() method")
-        locations.append(await call_maybe_async(method))
-    if len(locations) == 1 and msg.kwargs.get("squeeze", True):
-        return locations[0]
+        methods.append(method)
+    if len(methods) == 1:
+        location = await call_maybe_async(methods[0])
+        return location if msg.kwargs.get("squeeze", True) else [location]
+    locations = await asyncio.gather(*map(call_maybe_async, methods), return_exceptions=True)
+    for location in locations:  # all have ended: none is left running when one failed
+        if isinstance(location, BaseException):
+            raise location
     return locations
 
 
 # -- time and groups -----------------------------------------------------------------------
 def wait(ctx: PlanContext, msg: Any) -> Any:
-    """``Msg('wait', group=..., timeout=None, error_on_timeout=True)``: reply True if done.
+    """``Msg('wait', group=..., timeout=None, error_on_timeout=True, watch=())``.
+
+    Replies True once the group is done (False if ``timeout`` passed first and
+    ``error_on_timeout`` is False). A failed status in one of the ``watch`` groups ends
+    the wait with its ``FailedStatus``, as in bluesky.
 
     Finished statuses are never filed, so a group with nothing filed is done at once
     (a plain return, no coroutine); otherwise the reply is the coroutine of the wait.
@@ -329,7 +358,24 @@ def wait(ctx: PlanContext, msg: Any) -> Any:
     groups = ctx.groups
     if not groups.has(group):
         return True
-    return groups.wait(group, kwargs.get("timeout"), bool(kwargs.get("error_on_timeout", True)))
+    watch: Any = kwargs.get("watch") or ()
+    if isinstance(watch, str):
+        watch = (watch,)  # one group's name, not its letters
+    waiting = groups.wait(
+        group, kwargs.get("timeout"), bool(kwargs.get("error_on_timeout", True)), watch
+    )
+    if ctx.waiting_hook is None:
+        return waiting
+    return _wait_watched(ctx.waiting_hook, groups.statuses(group), waiting)
+
+
+async def _wait_watched(hook: Callable[[Any], Any], statuses: set[Any], waiting: Any) -> Any:
+    """``RE.waiting_hook`` (a progress bar) gets the statuses waited for, then None."""
+    hook(statuses)
+    try:
+        return await waiting
+    finally:
+        hook(None)
 
 
 async def sleep(ctx: PlanContext, msg: Any) -> None:
@@ -339,19 +385,89 @@ async def sleep(ctx: PlanContext, msg: Any) -> None:
     await asyncio.sleep(msg.args[0])
 
 
-async def wait_for(ctx: PlanContext, msg: Any) -> None:
-    """``Msg('wait_for', None, [factory, ...], timeout=None)``: await what factories make."""
+_WAIT_FOR_KEYWORDS = frozenset({"timeout", "return_when"})
+
+
+async def wait_for(ctx: PlanContext, msg: Any) -> list[asyncio.Future[Any]]:
+    """``Msg('wait_for', None, [factory, ...], timeout=None, return_when=ALL_COMPLETED)``.
+
+    Awaits what each factory (a function without arguments) makes, as
+    ``asyncio.wait(..., timeout=, return_when=)`` would, and replies with the futures, in
+    the order of the factories, as bluesky does: a failed awaitable does not raise here,
+    its future holds the error. Factories may be called again when a resume replays
+    the message.
+
+    Raises:
+        WaitTimeoutError: some awaitables are unfinished (the timeout passed, or
+            ``return_when`` let the wait end early, as in bluesky); the tasks made here
+            from coroutines are cancelled, futures the factories returned are not.
+    """
     factories = msg.args[0] if msg.args else msg.obj
-    awaitables = [asyncio.ensure_future(f()) for f in factories]
-    if not awaitables:
-        return
-    done, pending = await asyncio.wait(awaitables, timeout=msg.kwargs.get("timeout"))
-    for fut in pending:
-        fut.cancel()
-    if pending:
-        raise TimeoutError(f"'wait_for' timed out with {len(pending)} awaitable(s) unfinished")
-    for fut in done:
-        fut.result()
+    unknown = set(msg.kwargs) - _WAIT_FOR_KEYWORDS
+    if unknown:
+        raise PlanError(
+            f"'wait_for' takes the keywords timeout= and return_when=, not "
+            f"{', '.join(map(repr, sorted(unknown)))}: {msg!r}"
+        )
+    factories = list(factories or ())
+    if not all(callable(f) for f in factories):
+        raise PlanError(
+            f"'wait_for' needs a list of functions without arguments that make awaitables "
+            f"(e.g. [lambda: status, coroutine_function]): {msg!r}"
+        )
+    futures: list[asyncio.Future[Any]] = []
+    made_here: list[asyncio.Future[Any]] = []  # tasks of coroutines: this handler's own
+    try:
+        for factory in factories:
+            awaitable = factory()
+            if not (asyncio.isfuture(awaitable) or hasattr(awaitable, "__await__")):
+                raise PlanError(
+                    f"'wait_for': {factory!r} made {awaitable!r}, which is not awaitable"
+                )
+            future = asyncio.ensure_future(awaitable)
+            if asyncio.iscoroutine(awaitable):
+                made_here.append(future)
+            futures.append(future)
+        if not futures:
+            return futures
+        timeout = msg.kwargs.get("timeout")
+        return_when = msg.kwargs.get("return_when", asyncio.ALL_COMPLETED)
+        done, pending = await asyncio.wait(futures, timeout=timeout, return_when=return_when)
+    except BaseException:
+        for future in made_here:
+            future.cancel()
+        raise
+    if not pending:
+        return futures
+    for future in made_here:
+        future.cancel()
+    if return_when == asyncio.ALL_COMPLETED or not done:
+        how = f"timed out after {timeout} s"
+    else:
+        how = f"ended early (return_when={return_when}, timeout={timeout})"
+    running = ", ".join(_describe_awaitable(f) for f in futures if f in pending)
+    raise WaitTimeoutError(
+        f"Plan failed to complete in the specified time: 'wait_for' {how} with "
+        f"{len(pending)} of {len(futures)} awaitables unfinished: {running}"
+    )
+
+
+def _describe_awaitable(future: asyncio.Future[Any]) -> str:
+    get_coro = getattr(future, "get_coro", None)
+    coro = get_coro() if callable(get_coro) else None
+    name = getattr(coro, "__qualname__", None)
+    return f"{name}()" if isinstance(name, str) else repr(future)
+
+
+async def input_(ctx: PlanContext, msg: Any) -> str:
+    """``Msg('input', None, prompt='> ')``: reply a line the user types (bluesky's input_plan).
+
+    ``input()`` runs in a worker thread, so the loop (and every other task on it) goes on
+    while the user types; in Jupyter, whose input needs the kernel's own thread, ask
+    before running the plan instead.
+    """
+    prompt = msg.kwargs.get("prompt", msg.args[0] if msg.args else "")
+    return await asyncio.to_thread(input, str(prompt))
 
 
 async def await_(ctx: PlanContext, msg: Any) -> Any:
@@ -436,6 +552,7 @@ HANDLERS: dict[str, Handler] = {
     "wait": wait,
     "sleep": sleep,
     "wait_for": wait_for,
+    "input": input_,
     "await": await_,
     "null": null,
     "checkpoint": checkpoint,

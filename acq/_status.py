@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Hashable
+from collections.abc import Coroutine, Hashable, Iterable
 from types import CoroutineType
 from typing import Any, cast
 
@@ -103,10 +103,13 @@ def status_future(status: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Futur
 class StatusGroups:
     """Pending statuses by group, for ``wait``."""
 
-    __slots__ = ("_groups",)
+    __slots__ = ("_futures", "_groups")
 
     def __init__(self) -> None:
         self._groups: dict[Hashable, list[tuple[str, Any, Any]]] = {}
+        # the future of each protocol status being waited for or watched, made once: a
+        # status watched by every wait of a scan gets one callback, not one per wait
+        self._futures: dict[int, tuple[Any, asyncio.Future[Any]]] = {}
 
     def add(self, group: Hashable, command: str, obj: Any, status: Any) -> bool:
         """File ``status`` (from ``command`` on ``obj``) under ``group``.
@@ -137,9 +140,31 @@ class StatusGroups:
         """True if anything is filed under ``group`` (a ``wait`` for it may have to wait)."""
         return group in self._groups
 
+    def statuses(self, group: Hashable) -> set[Any]:
+        """The statuses filed under ``group`` (what a ``wait`` for it waits for)."""
+        return {entry[2] for entry in self._groups.get(group, ())}
+
     def pending(self) -> list[tuple[str, Any, Any]]:
         """Every filed status that has not finished, all groups."""
         return [e for entries in self._groups.values() for e in entries if not _is_done(e[2])]
+
+    def raise_unwaited_failure(self) -> None:
+        """Raise :class:`FailedStatus` for a filed status that failed, if any.
+
+        At the end of a plan: a move that failed while nobody waited for it fails the
+        plan, as in bluesky, instead of passing unnoticed.
+        """
+        for entries in self._groups.values():
+            for entry in entries:
+                if not _is_done(entry[2]):
+                    continue
+                exc = status_exception(entry[2])
+                if (
+                    exc is not None
+                    and not isinstance(exc, asyncio.CancelledError)
+                    and not getattr(exc, "_acq_reported", False)
+                ):
+                    _raise_if_failed(entry)
 
     def clear(self) -> None:
         """Forget every filed status (their failures, e.g. "stopped", are retrieved)."""
@@ -149,14 +174,20 @@ class StatusGroups:
                 if not _is_done(status):
                     status_future(status, loop).add_done_callback(_retrieve)
         self._groups.clear()
+        self._futures.clear()
 
     async def wait(
         self,
         group: Hashable,
         timeout: float | None = None,  # noqa: ASYNC109 -- the 'wait' message's own
         error_on_timeout: bool = True,
+        watch: Iterable[Hashable] = (),
     ) -> bool:
         """Wait for every status of ``group``; the first failure ends the wait at once.
+
+        A failure in a ``watch`` group ends the wait too (as in bluesky: the status of a
+        fly scan watched while the plan steps); a watched status that succeeds does not.
+        Watched statuses stay filed in their groups.
 
         Returns:
             True once all are done; False when ``timeout`` passed first and
@@ -164,7 +195,9 @@ class StatusGroups:
 
         Raises:
             FailedStatus: a status of the group failed (as soon as it did: the others
-                are not waited for, as in bluesky); the device's error is its cause.
+                are not waited for, as in bluesky), or one of a watched group did (the
+                group's unfinished statuses then stay filed); the device's error is its
+                cause.
             WaitTimeoutError: ``timeout`` passed with statuses unfinished (they stay in
                 the group, unless ``error_on_timeout`` is False, in which case the wait
                 just returns and they stay filed).
@@ -178,30 +211,39 @@ class StatusGroups:
         unfinished = [e for e in entries if not _is_done(e[2])]
         if not unfinished:
             return True
+        watched = [(w, e) for w in watch for e in self._groups.get(w, ())]
+        for watched_group, entry in watched:
+            if _is_done(entry[2]):
+                self._raise_if_watched_failed(group, unfinished, watched_group, entry)
         loop = asyncio.get_running_loop()
-        futures = {status_future(e[2], loop): e for e in unfinished}
-        pending: set[asyncio.Future[Any]] = set(futures)
+        futures = {self._future(e[2], loop): e for e in unfinished}
+        watching = {self._future(e[2], loop): (w, e) for w, e in watched if not _is_done(e[2])}
+        pending: set[asyncio.Future[Any]] = {*futures, *watching}
         deadline = None if timeout is None else loop.time() + timeout
         try:
-            while pending:
+            while not pending.isdisjoint(futures):
                 left = None if deadline is None else max(0.0, deadline - loop.time())
                 done, pending = await asyncio.wait(
                     pending, timeout=left, return_when=asyncio.FIRST_COMPLETED
                 )
                 if not done:
                     break  # timed out
-                for fut in done:
-                    entry = futures[fut]
-                    if status_exception(entry[2]) is not None:
-                        for other in pending:  # still running; nobody waits for them now
+                for fut in done:  # the group's own failures first
+                    entry = futures.get(fut)
+                    if entry is not None and status_exception(entry[2]) is not None:
+                        for other in pending.intersection(futures):  # nobody waits now
                             other.add_done_callback(_retrieve)
                         _raise_if_failed(entry)
+                for fut in done:
+                    if fut in watching:
+                        keep = [futures[f] for f in pending if f in futures]
+                        self._raise_if_watched_failed(group, keep, *watching[fut])
         except asyncio.CancelledError:
             self._groups.setdefault(group, []).extend(entries)  # interrupted: keep them
             raise
-        if not pending:
+        waiting = [futures[f] for f in pending if f in futures]
+        if not waiting:
             return True
-        waiting = [futures[f] for f in pending]
         self._groups.setdefault(group, []).extend(waiting)
         if error_on_timeout:
             names = ", ".join(f"{cmd} {device_name(obj)}" for cmd, obj, _ in waiting)
@@ -209,6 +251,50 @@ class StatusGroups:
                 f"wait for group {group!r} timed out after {timeout} s; still waiting for: {names}"
             )
         return False
+
+    def _future(self, status: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+        """:func:`status_future` of ``status``, made once while the status runs."""
+        task = _future_of(status)
+        if task is not None:
+            return task
+        key = id(status)
+        known = self._futures.get(key)
+        if known is not None and known[0] is status:
+            return known[1]
+        fut = status_future(status, loop)
+        if not fut.done():
+            self._futures[key] = (status, fut)  # holding the status keeps its id its own
+            fut.add_done_callback(lambda _: self._futures.pop(key, None))
+        return fut
+
+    def _raise_if_watched_failed(
+        self,
+        group: Hashable,
+        keep: list[tuple[str, Any, Any]],
+        watched_group: Hashable,
+        entry: tuple[str, Any, Any],
+    ) -> None:
+        """If watched ``entry`` failed, file ``keep`` back under ``group`` and raise.
+
+        The failed status leaves its own group: its failure reaches the plan once.
+        """
+        if status_exception(entry[2]) is None:
+            return
+        if keep:
+            self._groups.setdefault(group, []).extend(keep)
+        others = [e for e in self._groups.get(watched_group, ()) if e is not entry]
+        if others:
+            self._groups[watched_group] = others
+        else:
+            self._groups.pop(watched_group, None)
+        try:
+            _raise_if_failed(entry)
+        except FailedStatus as exc:
+            exc.add_note(
+                f"acq: a status of watched group {watched_group!r} failed "
+                f"while waiting for group {group!r}"
+            )
+            raise
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:
@@ -226,6 +312,7 @@ def _raise_if_failed(entry: tuple[str, Any, Any]) -> None:
     what = f"the status of {command!r} on {device_name(obj)}"
     if isinstance(exc, asyncio.CancelledError):
         raise FailedStatus(f"{what} was cancelled", status)
+    exc._acq_reported = True  # type: ignore[attr-defined] -- raised into a plan: never twice
     if isinstance(exc, FailedStatus):
         exc.add_note(f"acq: {what} failed")
         raise exc

@@ -11,7 +11,7 @@ import bluesky.plan_stubs as bps_bluesky
 import bluesky.plans as bp
 import pytest
 from bluesky.utils import Msg as BlueskyMsg
-from support import AsyncSignal, DocChecker, Signal
+from support import AsyncSignal, DocChecker, ManualStatus, Signal
 
 from acq import (
     MetadataError,
@@ -396,3 +396,27 @@ async def test_verbose_logs_each_runs_start_and_stop(
     assert not RE.verbose
     assert any("opened" in r.getMessage() for r in caplog.records)
     assert any("closed: success" in r.getMessage() for r in caplog.records)
+
+
+async def test_bluesky_raise_if_interrupted_keyword_warns_and_is_not_metadata(
+    RE: RunEngine, checker: DocChecker
+) -> None:
+    with pytest.warns(UserWarning, match="raise_if_interrupted"):
+        await RE([Msg("open_run"), Msg("close_run")], raise_if_interrupted=True)
+    assert "raise_if_interrupted" not in checker.of("start")[0]
+
+
+async def test_waiting_hook_sees_the_statuses_of_each_wait_then_none(RE: RunEngine) -> None:
+    seen: list[Any] = []
+    RE.waiting_hook = seen.append
+    status = ManualStatus()
+    motor = Signal("motor")
+    motor.set = lambda value: status  # type: ignore[method-assign]
+
+    async def plan():
+        yield Msg("set", motor, 1, group="A")
+        asyncio.get_running_loop().call_soon(status.finish)
+        yield Msg("wait", None, "A")
+
+    await RE(plan())
+    assert seen == [{status}, None]

@@ -15,6 +15,7 @@ from typing import Any
 
 import bluesky.plan_stubs as bluesky_bps
 import pytest
+from bluesky.run_engine import WaitForTimeoutError as BlueskyWaitForTimeoutError
 from bluesky.utils import FailedStatus as BlueskyFailedStatus
 from ophyd_async.core import AsyncStatus, soft_signal_rw
 from support import (
@@ -143,7 +144,7 @@ COVERED = {
     "open_run", "close_run", "create", "save", "drop", "read", "declare_stream", "collect",
     "monitor", "unmonitor", "set", "trigger", "kickoff", "complete", "prepare", "configure",
     "stage", "unstage", "stop", "locate", "wait", "sleep", "wait_for", "await", "null",
-    "checkpoint", "clear_checkpoint", "rewindable", "subscribe", "unsubscribe",
+    "checkpoint", "clear_checkpoint", "rewindable", "subscribe", "unsubscribe", "input",
 }  # fmt: skip
 
 
@@ -312,6 +313,38 @@ async def test_read_of_an_object_without_read_names_the_device_and_read(RE: RunE
         await RE([Msg("read", NotADevice())])
     assert "read()" in str(info.value)
     assert "'read'" in str(info.value)
+
+
+class NoneReader(Signal):
+    """A device whose ``read()`` forgot its return statement."""
+
+    def read(self) -> Any:  # type: ignore[override]
+        return None
+
+
+class AsyncNoneReader(Signal):
+    async def read(self) -> Any:  # type: ignore[override]
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("in_a_run", [False, True])
+@pytest.mark.parametrize("device", [NoneReader, AsyncNoneReader])
+async def test_a_read_that_returns_none_is_a_device_error_naming_the_device(
+    RE: RunEngine, checker: DocChecker, device: type[Signal], in_a_run: bool
+) -> None:
+    broken = device("broken_det")
+    plan = (
+        [Msg("open_run"), *one_event(broken), Msg("close_run")]
+        if in_a_run
+        else [Msg("read", broken)]
+    )
+    # bluesky raises RuntimeError for it: acq's DeviceError is one, so its tests' checks hold
+    with pytest.raises(DeviceError, match="broken_det") as info:
+        await RE(plan)
+    assert isinstance(info.value, RuntimeError)
+    assert "returned None" in str(info.value)
+    assert "'read'" in str(info.value)
+    assert checker.names() == (["start", "stop"] if in_a_run else [])
 
 
 @pytest.mark.parametrize(
@@ -530,6 +563,7 @@ async def test_wait_timeout_raises_naming_the_group_and_the_device(RE: RunEngine
     assert "stuck_motor" in str(info.value)
     assert "set" in str(info.value)
     assert isinstance(info.value, TimeoutError)
+    assert isinstance(info.value, BlueskyWaitForTimeoutError)  # bluesky plans catch that one
 
 
 async def test_wait_timeout_without_error_on_timeout_returns_and_the_plan_goes_on(
@@ -674,6 +708,131 @@ async def test_wait_for_an_unknown_group_returns_at_once(RE: RunEngine) -> None:
 
     async with asyncio.timeout(10):
         assert (await RE(plan())).plan_result is True  # nothing left to wait for
+
+
+# -- wait(watch=...) ------------------------------------------------------------------------------
+
+
+class FinishesOnceWaited(ManualStatus):
+    """Finishes on the loop's next turn after someone first waits for it (adds a callback)."""
+
+    error: BaseException | None = None
+
+    def add_callback(self, callback: Any) -> None:
+        if not self.done and not self._callbacks:
+            asyncio.get_running_loop().call_soon(self.finish, self.error)
+        super().add_callback(callback)
+
+
+class FailsOnceWatched(FinishesOnceWaited):
+    error = ValueError("flyer lost its trigger")
+
+
+class CountingStatus(ManualStatus):
+    """Counts the callbacks added to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.added = 0
+
+    def add_callback(self, callback: Any) -> None:
+        self.added += 1
+        super().add_callback(callback)
+
+
+@pytest.mark.parametrize(
+    "watched_status",
+    [
+        pytest.param(FailsOnceWatched, id="fails-during-the-wait"),
+        pytest.param(
+            lambda: DoneStatus(success=False, exc=ValueError("flyer lost its trigger")),
+            id="failed-before-the-wait",
+        ),
+    ],
+)
+async def test_wait_ends_with_failed_status_when_a_status_of_a_watched_group_fails(
+    RE: RunEngine, watched_status: Callable[[], Any]
+) -> None:
+    step = Mover("step_motor", ManualStatus)  # never finishes by itself
+    flyer = Mover("watched_flyer", watched_status)
+
+    async def plan():
+        yield Msg("set", step, 1, group="step")
+        yield Msg("set", flyer, 1, group="fly")
+        yield Msg("wait", None, "step", watch=("fly",))
+
+    with pytest.raises(BlueskyFailedStatus, match="watched_flyer") as info:
+        async with asyncio.timeout(10):
+            await RE(plan())
+    assert isinstance(info.value, FailedStatus)
+    assert isinstance(info.value.__cause__, ValueError)
+    assert "flyer lost its trigger" in str(info.value)
+    assert "watched group 'fly'" in notes(info.value)
+    assert "group 'step'" in notes(info.value)
+
+
+async def test_a_wait_ended_by_a_watched_failure_keeps_its_own_statuses_filed(
+    RE: RunEngine,
+) -> None:
+    step = Mover("step_motor", ManualStatus)
+    flyer = Mover("watched_flyer", FailsOnceWatched)
+
+    async def plan():
+        yield Msg("set", step, 1, group="step")
+        yield Msg("set", flyer, 1, group="fly")
+        with pytest.raises(FailedStatus):  # the plan goes on
+            yield Msg("wait", None, "step", watch=("fly",))
+        still_moving = yield Msg("wait", None, "step", timeout=0.01, error_on_timeout=False)
+        step.statuses[0].finish()
+        finished = yield Msg("wait", None, "step")
+        fly = yield Msg("wait", None, "fly")  # its failure reached the plan once, above
+        yield Return((still_moving, finished, fly))
+
+    async with asyncio.timeout(10):
+        result = await RE(plan())
+    assert result.plan_result == (False, True, True)
+    assert result.exit_status == "success"
+
+
+async def test_wait_goes_on_when_the_watched_statuses_succeed(RE: RunEngine) -> None:
+    step_status, fly_status = ManualStatus(), ManualStatus()
+    step, flyer = Mover("step_motor", lambda: step_status), Mover("flyer", lambda: fly_status)
+    seen: list[str] = []
+
+    def fly_done(_: object) -> None:
+        seen.append("fly done")
+        asyncio.get_running_loop().call_soon(step_status.finish)
+
+    async def plan():
+        yield Msg("set", step, 1, group="step")
+        yield Msg("set", flyer, 1, group="fly")
+        fly_status.add_callback(fly_done)
+        asyncio.get_running_loop().call_soon(fly_status.finish)
+        reply = yield Msg("wait", None, "step", watch=["fly", "nobody-filed-this"])
+        seen.append(f"wait replied {reply}, step done={step_status.done}")
+
+    async with asyncio.timeout(10):
+        await RE(plan())
+    assert seen == ["fly done", "wait replied True, step done=True"]
+
+
+async def test_waits_watching_a_long_status_do_not_pile_callbacks_on_it(RE: RunEngine) -> None:
+    # a fly scan's status watched at every step of a scan: memory stays flat
+    fly_status = CountingStatus()
+    step, flyer = Mover("step_motor", FinishesOnceWaited), Mover("flyer", lambda: fly_status)
+
+    async def plan():
+        yield Msg("set", flyer, 1, group="fly")
+        for _ in range(20):
+            yield Msg("set", step, 1, group="step")
+            yield Msg("wait", None, "step", watch=("fly",))
+        fly_status.finish()
+        yield Msg("wait", None, "fly")
+
+    async with asyncio.timeout(10):
+        await RE(plan())
+    assert all(s.done for s in step.statuses)
+    assert fly_status.added <= 2
 
 
 # -- sleep / null / checkpoints / rewindable --------------------------------------------------
@@ -1124,6 +1283,43 @@ async def test_locate_of_an_object_without_locate_names_it(RE: RunEngine) -> Non
         await RE([Msg("locate", NotADevice())])
 
 
+class SlowLocatable(Signal):
+    """``locate()`` takes a few turns of the loop and logs when it starts and ends."""
+
+    def __init__(self, name: str, journal: list[str]) -> None:
+        super().__init__(name)
+        self.journal = journal
+
+    async def locate(self) -> dict[str, Any]:
+        self.journal.append(f"{self.name} starts")
+        for _ in range(3):
+            await asyncio.sleep(0)
+        self.journal.append(f"{self.name} ends")
+        return {"setpoint": self.value, "readback": self.value}
+
+
+async def test_locate_of_several_objects_locates_them_concurrently(RE: RunEngine) -> None:
+    # as bluesky: every locate() starts before any ends, so the locations are of one instant
+    journal: list[str] = []
+    a, b = SlowLocatable("a", journal), SlowLocatable("b", journal)
+    a.value, b.value = 1.0, 2.0
+
+    async def plan():
+        locations = yield Msg("locate", a, b)
+        yield Return(locations)
+
+    locations = (await RE(plan())).plan_result
+    assert locations == [{"setpoint": 1.0, "readback": 1.0}, {"setpoint": 2.0, "readback": 2.0}]
+    assert journal[:2] == ["a starts", "b starts"]
+
+
+async def test_locate_checks_every_object_before_locating_any(RE: RunEngine) -> None:
+    journal: list[str] = []
+    with pytest.raises(DeviceError, match="'locate' of plain_thing"):
+        await RE([Msg("locate", SlowLocatable("a", journal), NotADevice())])
+    assert journal == []
+
+
 # -- declare_stream -----------------------------------------------------------------------------
 
 
@@ -1299,48 +1495,140 @@ async def test_subscribe_message_with_a_bad_callback_raises_in_the_plan(RE: RunE
 # -- wait_for / await ---------------------------------------------------------------------------
 
 
-async def test_wait_for_awaits_what_each_factory_makes(RE: RunEngine) -> None:
-    done: list[str] = []
+async def test_wait_for_awaits_what_each_factory_makes_and_replies_the_futures(
+    RE: RunEngine,
+) -> None:
     ready = asyncio.Event()
 
-    async def first() -> None:
+    async def first() -> str:
         await ready.wait()
-        done.append("first")
+        return "first"
 
-    async def second() -> None:
+    async def second() -> str:
         ready.set()
-        done.append("second")
+        return "second"
 
     async def plan():
         reply = yield Msg("wait_for", None, [first, second])
-        yield Return((reply, list(done)))
+        yield Return(reply)
 
     async with asyncio.timeout(10):
-        reply, seen = (await RE(plan())).plan_result
-    assert reply is None
-    assert sorted(seen) == ["first", "second"]
+        futures = (await RE(plan())).plan_result
+    # as bluesky: the futures, in the order of the factories, all finished
+    assert all(isinstance(f, asyncio.Future) and f.done() for f in futures)
+    assert [f.result() for f in futures] == ["first", "second"]
 
 
-async def test_wait_for_with_a_timeout_raises_timeout_error(RE: RunEngine) -> None:
+async def test_wait_for_replies_a_failed_awaitable_instead_of_raising(RE: RunEngine) -> None:
+    # bluesky's plans look at the futures: a failure is theirs to raise or to handle
+    async def broken() -> None:
+        await asyncio.sleep(0)
+        raise KeyError("no such PV")
+
+    async def fine() -> int:
+        return 1
+
+    async def plan():
+        futures = yield Msg("wait_for", None, [broken, fine])
+        yield Return([type(f.exception()).__name__ for f in futures])
+
+    async with asyncio.timeout(10):
+        assert (await RE(plan())).plan_result == ["KeyError", "NoneType"]
+
+
+async def test_wait_for_with_a_timeout_raises_a_bluesky_wait_for_timeout_error(
+    RE: RunEngine,
+) -> None:
     never = asyncio.Event()
+    theirs = asyncio.ensure_future(never.wait())  # the plan's own task: not acq's to cancel
+    cancelled = asyncio.Event()
+
+    async def forever() -> None:
+        try:
+            await never.wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
 
     async def plan():
         try:
-            yield Msg("wait_for", None, [never.wait], timeout=0.01)
-        except TimeoutError as exc:
-            yield Return(str(exc))
+            yield Msg("wait_for", None, [forever, lambda: theirs], timeout=0.01)
+        except BlueskyWaitForTimeoutError as exc:
+            yield Return(exc)
 
     async with asyncio.timeout(10):
-        message = (await RE(plan())).plan_result
-    assert "'wait_for' timed out" in message
+        exc = (await RE(plan())).plan_result
+        await cancelled.wait()  # the task wait_for made for forever() is cancelled
+    assert isinstance(exc, WaitTimeoutError)
+    message = str(exc)
+    assert "'wait_for' timed out after 0.01 s" in message
+    assert "2 of 2" in message
+    assert "forever" in message  # names what is still running
+    assert "Plan failed to complete in the specified time" in message  # bluesky's tests match it
+    assert not theirs.done()
+    theirs.cancel()
 
 
-async def test_wait_for_raises_the_error_of_an_awaitable(RE: RunEngine) -> None:
-    async def broken() -> None:
-        raise KeyError("no such PV")
+async def test_wait_for_that_ends_early_by_return_when_raises_as_bluesky_does(
+    RE: RunEngine,
+) -> None:
+    never = asyncio.Event()
 
-    with pytest.raises(KeyError, match="no such PV"):
-        await RE([Msg("wait_for", None, [broken])])
+    async def quick() -> None:
+        pass
+
+    async def plan():
+        yield Msg("wait_for", None, [quick, never.wait], return_when=asyncio.FIRST_COMPLETED)
+
+    with pytest.raises(WaitTimeoutError, match=r"return_when=FIRST_COMPLETED.*1 of 2"):
+        async with asyncio.timeout(10):
+            await RE(plan())
+
+
+async def test_wait_for_with_an_unknown_keyword_is_a_plan_error(RE: RunEngine) -> None:
+    async def quick() -> None:
+        pass
+
+    with pytest.raises(PlanError, match=r"'wait_for'.*'timeuot'"):
+        await RE([Msg("wait_for", None, [quick], timeuot=1)])
+
+
+async def test_wait_for_of_something_not_a_function_is_a_plan_error(RE: RunEngine) -> None:
+    async def quick() -> None:
+        pass
+
+    with pytest.raises(PlanError, match=r"'wait_for'.*functions"):
+        await RE([Msg("wait_for", None, [quick, 42])])
+
+
+async def test_wait_for_of_no_factories_replies_an_empty_list(RE: RunEngine) -> None:
+    async def plan():
+        reply = yield Msg("wait_for", None, [])
+        yield Return(reply)
+
+    assert (await RE(plan())).plan_result == []
+
+
+async def test_cancelling_a_call_during_wait_for_cancels_what_wait_for_started(
+    RE: RunEngine,
+) -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def forever() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    call = asyncio.ensure_future(RE([Msg("wait_for", None, [forever])]))
+    async with asyncio.timeout(10):
+        await started.wait()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await cancelled.wait()  # never set: the timeout fails the test
 
 
 async def test_await_a_coroutine_replies_its_result(RE: RunEngine) -> None:
@@ -1369,6 +1657,49 @@ async def test_await_a_function_with_args_and_kwargs(RE: RunEngine) -> None:
 async def test_await_of_something_not_awaitable_is_a_plan_error(RE: RunEngine) -> None:
     with pytest.raises(PlanError, match="'await' needs an awaitable"):
         await RE([Msg("await", lambda: 5)])
+
+
+# -- input / RE_class ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [Msg("input", prompt="sample? "), Msg("input", None, "sample? "), None],
+    ids=["keyword", "positional", "bluesky-input_plan"],
+)
+async def test_input_replies_the_line_typed_without_blocking_the_loop(
+    RE: RunEngine, monkeypatch: pytest.MonkeyPatch, msg: Msg | None
+) -> None:
+    loop_ran = threading.Event()
+    prompts: list[str] = []
+
+    def fake_input(prompt: str = "") -> str:  # the user types while the loop goes on
+        prompts.append(prompt)
+        return "silicon" if loop_ran.wait(5) else "the loop was blocked"
+
+    monkeypatch.setattr("builtins.input", fake_input)
+    asyncio.get_running_loop().call_later(0.001, loop_ran.set)
+
+    def plan():
+        if msg is None:
+            return (yield from bluesky_bps.input_plan("sample? "))
+        return (yield msg)
+
+    async with asyncio.timeout(10):
+        assert (await RE(plan())).plan_result == "silicon"
+    assert prompts == ["sample? "]
+
+
+async def test_re_class_replies_the_class_of_the_engine_running_the_plan() -> None:
+    class MyEngine(RunEngine):
+        pass
+
+    def plan():
+        cls = yield Msg("RE_class")
+        return cls
+
+    assert (await RunEngine()(plan())).plan_result is RunEngine
+    assert (await MyEngine()(plan())).plan_result is MyEngine
 
 
 # -- custom commands ----------------------------------------------------------------------------

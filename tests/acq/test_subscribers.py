@@ -71,7 +71,8 @@ async def test_name_filter_delivers_only_that_document_kind(RE: RunEngine) -> No
 
 async def test_bluesky_argument_order_name_first_is_accepted(RE: RunEngine) -> None:
     events = Recorder()
-    RE.subscribe("event", events)  # type: ignore[arg-type] -- bluesky's old order
+    with pytest.warns(UserWarning, match="old argument order"):  # as bluesky warns
+        RE.subscribe("event", events)  # type: ignore[arg-type] -- bluesky's old order
     await RE(scan(2))
     assert events.names == ["event", "event"]
 

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import threading
-from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, cast
 
 from bluesky.run_engine import (
@@ -43,50 +43,15 @@ NO_PLAN_RETURN: Any = _NoPlanReturn()
 # Every attribute a test may set on the adapter; anything else has no acq equivalent.
 _SAME = frozenset(
     {"rewindable", "deferred_pause_requested", "verbose", "scan_id_source", "md_normalizer",
-     "max_depth"}
+     "max_depth", "msg_hook", "waiting_hook"}
 )  # fmt: skip
 """Attributes acq's RunEngine has under bluesky's name, with bluesky's meaning."""
 
 _SETTABLE = frozenset(
-    {"md", "md_validator", "preprocessors", "record_interruptions", "msg_hook", "state_hook",
+    {"md", "md_validator", "preprocessors", "record_interruptions", "state_hook",
      "ignore_callback_exceptions",
      "request_pause"}  # tests wrap it; acq's own Ctrl-C handler still calls acq's
 )  # fmt: skip
-
-
-class _Observed(Generator[Any, Any, Any]):
-    """A plan whose every yielded message is shown to ``hook()`` first (``RE.msg_hook``).
-
-    acq has no message hook, so ``msg_hook`` sees the messages the plan (after
-    ``RE.preprocessors``) yields -- not messages the engine replays after a rewind,
-    nor messages bluesky's engine would inject itself (``wait_for`` for a suspender).
-    """
-
-    def __init__(self, plan: Generator[Any, Any, Any], hook: Callable[[], Any]) -> None:
-        self._plan = plan
-        self._hook = hook
-
-    def _seen(self, item: Any) -> Any:
-        hook = self._hook()
-        if hook is not None and acq_is_message(item):
-            hook(item)
-        return item
-
-    def send(self, value: Any, /) -> Any:
-        return self._seen(self._plan.send(value))
-
-    def throw(self, typ: Any, val: Any = None, tb: Any = None, /) -> Any:
-        if val is None and tb is None:
-            return self._seen(self._plan.throw(typ))
-        return self._seen(self._plan.throw(typ, val, tb))  # pyright: ignore[reportDeprecated]
-
-    def close(self) -> None:
-        self._plan.close()
-
-
-def acq_is_message(item: object) -> bool:
-    """True for an acq or bluesky ``Msg``."""
-    return isinstance(item, tuple) and hasattr(item, "command")
 
 
 def _normalize_subs(subs: Any) -> list[tuple[str, Callable[..., Any]]]:
@@ -130,16 +95,17 @@ class BlueskyStyleRunEngine:
         object.__setattr__(self, "_engine", engine)
         object.__setattr__(self, "_call_returns_result", call_returns_result)
         object.__setattr__(self, "preprocessors", [])
-        object.__setattr__(self, "msg_hook", None)
         object.__setattr__(self, "state_hook", None)
         object.__setattr__(self, "_ignore_callback_exceptions", False)
         # adapter token -> (name, callback, acq token); per-call ones end with the call
         object.__setattr__(self, "_subs", {})
         object.__setattr__(self, "_call_tokens", [])
-        object.__setattr__(self, "_tokens", itertools.count(1))
+        object.__setattr__(self, "_tokens", itertools.count(0))  # bluesky's start at 0
         object.__setattr__(self, "_ended_while_running", False)
         object.__setattr__(self, "_loop_thread", 0)  # the thread running the loop, if any
         engine.observe_state(self._on_state)
+        # the RE a bluesky test sees is this facade: Msg('RE_class') describes it
+        engine.register_command("RE_class", lambda msg: type(self))
 
     # -- attributes: only what acq has -------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -352,18 +318,12 @@ class BlueskyStyleRunEngine:
         for name, func in _normalize_subs(subs):
             self._call_tokens.append(self._acq_subscribe(func, name))
         object.__setattr__(self, "_ended_while_running", False)
-        hook: list[Callable[[Any], Any]] = [self._observe] if self.msg_hook is not None else []
-        self._engine.preprocessors = [*self.preprocessors, *hook]
+        self._engine.preprocessors = list(self.preprocessors)
 
         def run() -> Coroutine[Any, Any, RunResult]:
             return self._engine(plan, **metadata_kw)
 
         return self._drive(run)
-
-    def _observe(self, plan: Any) -> Any:
-        if isinstance(plan, Generator):
-            return _Observed(cast(Generator[Any, Any, Any], plan), lambda: self.msg_hook)
-        return plan  # an async acq plan: acq has no hook to show its messages
 
     def _drive(
         self, start: Callable[[], Coroutine[Any, Any, RunResult]], interrupted: bool = False

@@ -32,10 +32,17 @@ logger = logging.getLogger("acq.engine")
 
 
 def failure_reason(exc: BaseException) -> str:
-    """A Stop's reason for ``exc``: the error and what acq noted about where it arose."""
+    """A Stop's reason for ``exc``.
+
+    An exception the plan raised itself gives ``str(exc)``, as in bluesky (its type when
+    it has no message). One that arose in a message, a device or a subscriber also gives
+    its type and where acq noted it arose: ``"TimeoutError: ... (raised by the 'wait'
+    message; the status of 'set' on m1 failed)"``.
+    """
     notes = [n[len("acq: ") :] for n in getattr(exc, "__notes__", ()) if n.startswith("acq: ")]
-    where = f" ({'; '.join(dict.fromkeys(notes))})" if notes else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    if not notes:
+        return str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {exc} ({'; '.join(dict.fromkeys(notes))})"
 
 
 class _Monitor:

@@ -40,7 +40,7 @@ from ._msg import Msg
 from ._plan import Plan, PlanFinished, PlanStack, as_plan, plan_name
 from ._result import RunResult
 from ._state import State, transition
-from ._status import device_name
+from ._status import WatchedStatusGroups, device_name
 
 __all__ = ["RunEngine"]
 
@@ -424,7 +424,9 @@ class RunEngine:
         )
         ctx.record_interruptions = self.record_interruptions
         ctx.rewindable = self._rewindable
-        ctx.waiting_hook = self.waiting_hook
+        if self.waiting_hook is not None:  # it sees finished statuses too, as in bluesky
+            ctx.waiting_hook = self.waiting_hook
+            ctx.groups = WatchedStatusGroups()
         ctx.checkpoint()  # as in bluesky: a pause before the plan's first checkpoint rewinds
         self._call = _Call(ctx, PlanStack(root), tokens)
         self._request = None

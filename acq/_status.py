@@ -22,6 +22,7 @@ from ._errors import FailedStatus, WaitTimeoutError
 
 __all__ = [
     "StatusGroups",
+    "WatchedStatusGroups",
     "as_status",
     "await_status",
     "device_name",
@@ -295,6 +296,25 @@ class StatusGroups:
                 f"while waiting for group {group!r}"
             )
             raise
+
+
+class WatchedStatusGroups(StatusGroups):
+    """Status groups that also file finished statuses, for ``RE.waiting_hook``.
+
+    Used only when a hook is set, so that it sees every status a ``wait`` covers, as
+    bluesky's does; the usual groups skip finished statuses (nothing to wait for).
+    """
+
+    __slots__ = ()
+
+    def add(self, group: Hashable, command: str, obj: Any, status: Any) -> bool:
+        """File ``status``; True if it is still running or failed (see the base class)."""
+        if status is None:
+            return False
+        running = super().add(group, command, obj, status)
+        if not running:
+            self._groups.setdefault(group, []).append((command, obj, status))
+        return running
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import threading
+import warnings
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, cast
 
@@ -358,6 +359,13 @@ class BlueskyStyleRunEngine:
             self._call_tokens.clear()
 
     def _spell(self, result: RunResult, interrupted: bool) -> Any:
+        for error in result.callback_errors:  # bluesky reports an ignored one as a warning
+            warnings.warn(
+                f"callback {error.subscriber} raised on a {error.document!r} document: "
+                f"{error.error!r} (acq: RunResult.callback_errors)",
+                UserWarning,
+                stacklevel=3,
+            )
         if not self._call_returns_result:
             return result.run_start_uids
         plan_result = result.plan_result

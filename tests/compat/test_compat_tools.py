@@ -98,8 +98,8 @@ def test_adapter_pause_raises_bluesky_interrupted_and_abort_ends_it(
 def test_adapter_refuses_attributes_acq_has_no_equivalent_of(
     bs_RE: BlueskyStyleRunEngine,
 ) -> None:
-    with pytest.raises(AttributeError, match=r"no equivalent of bluesky's RE\.verbose"):
-        bs_RE.verbose = True
+    with pytest.raises(AttributeError, match=r"no equivalent of bluesky's RE\.loop_for_kwargs"):
+        bs_RE.loop_for_kwargs = {}
     with pytest.raises(AttributeError, match=r"no equivalent of bluesky's RE\._run_bundlers"):
         _ = bs_RE._run_bundlers  # pyright: ignore[reportPrivateUsage]
 

@@ -40,6 +40,14 @@ def checker() -> Iterator[DocChecker]:
 
 
 @pytest.fixture
+def bare_RE(checker: DocChecker) -> RunEngine:
+    """An engine without a catalog (nothing else slows a run), documents through ``checker``."""
+    engine = RunEngine(catalog=None)
+    engine.subscribe(checker, thread=False)
+    return engine
+
+
+@pytest.fixture
 def RE(checker: DocChecker) -> RunEngine:
     """A fresh RunEngine whose documents all go through ``checker``."""
     engine = RunEngine()

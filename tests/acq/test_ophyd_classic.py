@@ -30,11 +30,9 @@ from acq import DeviceError, Msg, RunEngine
 
 
 @pytest.fixture
-def RE(checker: DocChecker) -> RunEngine:
-    """An engine without a catalog whose documents all go through ``checker``."""
-    engine = RunEngine(catalog=None)
-    engine.subscribe(checker, thread=False)
-    return engine
+def RE(bare_RE: RunEngine) -> RunEngine:
+    """These tests need no catalog."""
+    return bare_RE
 
 
 @pytest.fixture

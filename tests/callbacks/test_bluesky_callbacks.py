@@ -22,7 +22,6 @@ from bluesky.callbacks import LiveTable
 from bluesky.callbacks.best_effort import BestEffortCallback
 from bluesky.callbacks.fitting import PeakStats as BlueskyPeakStats
 from ophyd.sim import SynAxis, SynGauss
-from support import DocChecker
 
 from acq import RunEngine
 
@@ -37,14 +36,6 @@ def agg_backend() -> Iterator[None]:
     import matplotlib.pyplot as plt
 
     plt.close("all")
-
-
-@pytest.fixture
-def bare_RE(checker: DocChecker) -> RunEngine:
-    """No catalog: nothing else slows the run down enough to hide a late callback."""
-    engine = RunEngine(catalog=None)
-    engine.subscribe(checker, thread=False)
-    return engine
 
 
 @pytest.fixture

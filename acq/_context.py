@@ -158,6 +158,7 @@ class PlanContext:
         self.validate = validate_document
         self.critical_failure: SubscriberError | None = None
         self.waiting_hook: Callable[[Any], Any] | None = None  # RE.waiting_hook
+        self.turn_owed = False  # background work started: give the loop a turn (_handlers)
         self.no_replay = False  # a device refused a replay: the next resume replays nothing
         self.ending_reason = ""  # why the call is being stopped or aborted, once it is
         self._publish_nowait = dispatcher.publish_nowait

@@ -9,6 +9,11 @@ plan; the handlers it calls are in ``_handlers.py``, the per-call state in
 A paused plan stays with the engine (``RE.state is State.PAUSED``) until
 ``await RE.resume()`` rewinds it to its last checkpoint, replays the messages since, and
 drives it on -- or ``RE.stop()``, ``RE.abort()``, ``RE.halt()`` end it.
+
+Why one module of ~930 lines: the long-lived front end (state, subscriptions, suspenders,
+bluesky's settings such as ``rewindable``, ``msg_hook``, ``scan_id_source``) and the life
+of one call (the drive loop, pause, suspend, rewind) still share the engine object; the
+next step gives each call an object of its own and moves the second half there.
 """
 
 from __future__ import annotations
@@ -694,9 +699,10 @@ class RunEngine:
                 except PlanFinished as finished:
                     return finished.result
                 error = None
-            if hook is not None and not again:
-                hook(msg)
-            again = False
+            if hook is not None:  # the only cost of RE.msg_hook: one check a message
+                if not again:
+                    hook(msg)
+                again = False
             if self._attention and self._request is not None:
                 error = await self._interrupt(call, msg, reply)
                 if error is not None:

@@ -10,9 +10,9 @@ with the engine's interruption logic; everything else is here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import CoroutineType
-from typing import Any
+from typing import Any, cast
 
 from ._context import PlanContext
 from ._dispatch import make_subscription
@@ -103,6 +103,8 @@ def read(ctx: PlanContext, msg: Any) -> Any:
     A plain function for the usual case (a dict from a device already described in this
     run); a coroutine when the reading must be awaited or the device described first.
     """
+    if ctx.turn_owed:
+        return _read_after_a_turn(ctx, msg)
     method = getattr(msg.obj, "read", None)
     if not callable(method):
         method = _method(msg, "read", "Readable")  # raises, naming the device
@@ -116,6 +118,14 @@ def read(ctx: PlanContext, msg: Any) -> Any:
     if run is not None and run.bundling and not run.add_known(msg.obj, reading):
         return _add_reading(run, msg.obj, reading)
     return reading
+
+
+async def _read_after_a_turn(ctx: PlanContext, msg: Any) -> Any:
+    await _take_the_turn(ctx)
+    reply: Any = read(ctx, msg)
+    if type(reply) is CoroutineType:
+        reply = await cast("Coroutine[Any, Any, Any]", reply)
+    return reply
 
 
 async def _read_async(ctx: PlanContext, msg: Any, pending: Any) -> Any:
@@ -158,6 +168,8 @@ async def collect(ctx: PlanContext, msg: Any) -> Any:
     objs = [o for o in (msg.obj, *msg.args) if o is not None]
     if not objs:
         raise PlanError(f"'collect' needs at least one object: {msg!r}")
+    if ctx.turn_owed:
+        await _take_the_turn(ctx)
     return await run.collect(
         objs,
         msg.kwargs.get("name"),
@@ -220,20 +232,22 @@ def _status_command(ctx: PlanContext, msg: Any, name: str, protocol: str) -> Any
         status = as_status(status)
     ctx.touched[id(obj)] = obj
     if status is not None and ctx.groups.add(group, name, obj, status):
-        return _after_a_turn(status)
+        ctx.turn_owed = True
     return status
 
 
-async def _after_a_turn(status: Any) -> Any:
-    """Reply ``status`` after one turn of the event loop.
+async def _take_the_turn(ctx: PlanContext) -> None:
+    """Give the event loop the turn a message that started background work left owed.
 
-    A message that started background work (a move, an acquisition) lets that work
-    start before the plan goes on, as bluesky's engine does: an instantly-moving async
-    device read right after its ``set`` (no ``wait``) gives the new value. Only a
-    status still running pays for the turn; a finished one is replied at once.
+    A message that starts background work (a move, an acquisition, a stage) lets that
+    work start before the plan observes anything, as bluesky's engine does with a loop
+    turn after every message: an instantly-moving async device read right after its
+    ``set`` (no ``wait``) gives the new value. The turn is taken by the next message
+    that observes devices (read, locate, collect); a ``wait`` (which lets the work run
+    anyway) pays it off for free, so ``set, wait, trigger, wait`` costs no extra turn.
     """
+    ctx.turn_owed = False
     await asyncio.sleep(0)
-    return status
 
 
 def kickoff(ctx: PlanContext, msg: Any) -> Any:
@@ -291,7 +305,7 @@ async def stage(ctx: PlanContext, msg: Any) -> Any:
     result: Any = method()
     ctx.reset_replay()  # as in bluesky, a resume never rewinds past a stage
     if _is_status(result) and ctx.groups.add(msg.kwargs.get("group"), "stage", msg.obj, result):
-        await asyncio.sleep(0)  # let it start (see _after_a_turn)
+        ctx.turn_owed = True  # see _take_the_turn
     elif hasattr(result, "__await__"):
         result = await result
     return result
@@ -306,7 +320,7 @@ async def unstage(ctx: PlanContext, msg: Any) -> Any:
     result: Any = method()
     ctx.reset_replay()
     if _is_status(result) and ctx.groups.add(msg.kwargs.get("group"), "unstage", msg.obj, result):
-        await asyncio.sleep(0)  # let it start (see _after_a_turn)
+        ctx.turn_owed = True  # see _take_the_turn
     elif hasattr(result, "__await__"):
         result = await result
     return result
@@ -332,6 +346,8 @@ async def locate(ctx: PlanContext, msg: Any) -> Any:
         if not callable(method):
             raise DeviceError(f"'locate' of {device_name(obj)}: it has no locate() method")
         methods.append(method)
+    if ctx.turn_owed:
+        await _take_the_turn(ctx)
     if len(methods) == 1:
         location = await call_maybe_async(methods[0])
         return location if msg.kwargs.get("squeeze", True) else [location]
@@ -358,6 +374,7 @@ def wait(ctx: PlanContext, msg: Any) -> Any:
     groups = ctx.groups
     if not groups.has(group):
         return True
+    ctx.turn_owed = False  # the wait lets the background work run
     watch: Any = kwargs.get("watch") or ()
     if isinstance(watch, str):
         watch = (watch,)  # one group's name, not its letters

@@ -928,16 +928,6 @@ class RunBundler:
             },
         )
 
-    # -- checkpoints (used by rewind) -------------------------------------------------------
-    def sequence_counters(self) -> dict[str, int]:
-        """A copy of every stream's next seq_num."""
-        return {name: s.seq for name, s in self._streams.items()}
-
-    def restore_sequence_counters(self, counters: Mapping[str, int]) -> None:
-        """Roll the streams' counters back to a copy taken at a checkpoint."""
-        for name, s in self._streams.items():
-            s.seq = counters.get(name, 1)
-
 
 def _as_list(values: Any) -> list[Any]:
     tolist = getattr(values, "tolist", None)

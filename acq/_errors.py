@@ -17,6 +17,7 @@ raises :class:`AcqInternalError` instead, so it is never mistaken for bad input:
       + FailedStatus          -- a status reported failure
       + RunEngineInterrupted  -- the run was paused, not lost (see RE.resume())
       + RunAborted            -- RE.abort()/RE.halt() ended the plan (exit_status 'abort')
+      + CatalogError          -- (acq.catalog) a run cannot be stored or found
     * RequestStop, RequestAbort -- thrown into a plan by RE.stop()/RE.abort() so that its
                                    cleanup runs; bluesky's own classes (see below)
     * AcqInternalError        -- a bug in acq; please report it

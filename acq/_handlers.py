@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from numbers import Real
 from types import CoroutineType
 from typing import Any, cast
 
@@ -50,6 +51,17 @@ def _split_group(kwargs: Mapping[str, Any]) -> tuple[Any, Mapping[str, Any]]:
     return kwargs["group"], {k: v for k, v in kwargs.items() if k != "group"}
 
 
+def _check_group(msg: Any, group: Any) -> None:
+    """Refuse a ``group=`` that cannot name a group, before the device is called."""
+    try:
+        hash(group)
+    except TypeError:
+        raise PlanError(
+            f"{msg.command!r} with group={group!r}: a group must be hashable (a string, "
+            f"number or tuple) ({msg!r})"
+        ) from None
+
+
 # -- runs and documents -------------------------------------------------------------------
 async def open_run(ctx: PlanContext, msg: Any) -> str:
     """Start a run: compose, check and emit its Start document; reply with its uid."""
@@ -57,14 +69,22 @@ async def open_run(ctx: PlanContext, msg: Any) -> str:
 
 
 async def close_run(ctx: PlanContext, msg: Any) -> str:
-    """End a run with a Stop (``exit_status``/``reason`` keywords); reply with its uid."""
+    """End a run with a Stop (``exit_status``/``reason`` keywords); reply with its uid.
+
+    A ``reason`` that is not a string (e.g. the exception that ended the plan) is recorded
+    as its ``str()``. An ``exit_status`` other than 'success', 'abort' or 'fail' is a
+    PlanError thrown into the plan; the run still gets its Stop when the plan ends.
+    """
     ctx.run_for(msg, "close_run")
     exit_status = msg.kwargs.get("exit_status") or "success"
     if exit_status not in ("success", "abort", "fail"):
         raise PlanError(
-            f"'close_run' with exit_status={exit_status!r}: it must be 'success', 'abort' or 'fail'"
+            f"'close_run' with exit_status={exit_status!r}: it must be 'success', 'abort' or "
+            f"'fail' ({msg!r})"
         )
     reason = msg.kwargs.get("reason") or ctx.ending_reason
+    if not isinstance(reason, str):
+        reason = str(reason)
     uid = await ctx.close_run(msg.run, exit_status, reason)
     await ctx.dispatcher.drain()  # every subscriber has seen the Stop when the plan goes on
     return uid
@@ -224,9 +244,13 @@ def _status_command(ctx: PlanContext, msg: Any, name: str, protocol: str) -> Any
         status = method(*msg.args)
     elif len(kwargs) == 1 and "group" in kwargs:
         group = kwargs["group"]
+        if type(group) is not str and group is not None:
+            _check_group(msg, group)
         status = method(*msg.args)
     else:
         group, kwargs = _split_group(kwargs)
+        if type(group) is not str and group is not None:
+            _check_group(msg, group)
         status = method(*msg.args, **kwargs)
     if type(status) is CoroutineType:
         status = as_status(status)
@@ -300,11 +324,14 @@ async def stage(ctx: PlanContext, msg: Any) -> Any:
     ctx.touched[id(msg.obj)] = msg.obj  # paused and resumed with the plan, as in bluesky
     if not callable(method) or not callable(getattr(msg.obj, "unstage", None)):
         return []  # as bluesky's: only what can be unstaged again is staged
+    group = msg.kwargs.get("group")
+    if type(group) is not str and group is not None:
+        _check_group(msg, group)
     if all(o is not msg.obj for o in ctx.staged):
         ctx.staged.append(msg.obj)  # before calling: a failed stage is still unstaged
     result: Any = method()
     ctx.reset_replay()  # as in bluesky, a resume never rewinds past a stage
-    if _is_status(result) and ctx.groups.add(msg.kwargs.get("group"), "stage", msg.obj, result):
+    if _is_status(result) and ctx.groups.add(group, "stage", msg.obj, result):
         ctx.turn_owed = True  # see _take_the_turn
     elif hasattr(result, "__await__"):
         result = await result
@@ -317,9 +344,12 @@ async def unstage(ctx: PlanContext, msg: Any) -> Any:
     ctx.staged = [o for o in ctx.staged if o is not msg.obj]
     if not callable(method) or not callable(getattr(msg.obj, "stage", None)):
         return []
+    group = msg.kwargs.get("group")
+    if type(group) is not str and group is not None:
+        _check_group(msg, group)
     result: Any = method()
     ctx.reset_replay()
-    if _is_status(result) and ctx.groups.add(msg.kwargs.get("group"), "unstage", msg.obj, result):
+    if _is_status(result) and ctx.groups.add(group, "unstage", msg.obj, result):
         ctx.turn_owed = True  # see _take_the_turn
     elif hasattr(result, "__await__"):
         result = await result
@@ -371,6 +401,8 @@ def wait(ctx: PlanContext, msg: Any) -> Any:
     """
     kwargs = msg.kwargs
     group = kwargs.get("group", msg.args[0] if msg.args else None)
+    if type(group) is not str and group is not None:
+        _check_group(msg, group)
     groups = ctx.groups
     if not groups.has(group):
         return True
@@ -399,7 +431,10 @@ async def sleep(ctx: PlanContext, msg: Any) -> None:
     """``Msg('sleep', None, seconds)``."""
     if not msg.args:
         raise PlanError(f"'sleep' needs a duration in seconds: {msg!r}")
-    await asyncio.sleep(msg.args[0])
+    seconds = msg.args[0]
+    if not isinstance(seconds, Real):
+        raise PlanError(f"'sleep' needs a duration in seconds (a number), got {seconds!r}: {msg!r}")
+    await asyncio.sleep(float(seconds))
 
 
 _WAIT_FOR_KEYWORDS = frozenset({"timeout", "return_when"})

@@ -14,6 +14,8 @@ Precedence, highest first:
 a dict; values are strings, numbers, booleans, None, lists/tuples and (nested) dicts.
 Every violation is a :class:`MetadataError` naming the key, raised before any document of
 the run is emitted; then ``RE.md_validator`` runs, then event-model's RunStart model.
+``RE.md`` and the ``RE(...)`` keywords are checked already when ``RE(...)`` is called
+(:func:`check_metadata`), before the plan's first message moves anything.
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ from pydantic import ValidationError
 
 from ._errors import MetadataError
 
-__all__ = ["RESERVED_KEYS", "build_start", "library_versions", "next_scan_id"]
+__all__ = [
+    "RESERVED_KEYS",
+    "build_start",
+    "check_metadata",
+    "library_versions",
+    "next_scan_id",
+]
 
 RESERVED_KEYS = frozenset({"uid", "time"})
 _STRING_KEYS = ("owner", "group", "project")
@@ -94,6 +102,52 @@ def _check_source(md: Mapping[str, Any], source: str) -> None:
             )
 
 
+def _check_values(doc: dict[str, Any]) -> None:
+    """Check the keys with a required type in plain merged metadata (blank ones dropped)."""
+    for key in _STRING_KEYS:
+        value = doc.get(key)
+        if value is None or value == "":
+            doc.pop(key, None)  # blank: allowed, and left out
+        elif not isinstance(value, str):
+            raise MetadataError(
+                f"metadata {key!r} must be a string (it is searched on), got "
+                f"{value!r} ({type(value).__name__})"
+            )
+    if "sample" in doc and not isinstance(doc["sample"], str | dict):
+        raise MetadataError(
+            f"metadata 'sample' must be a string or a dict, e.g. sample='Si' or "
+            f"sample={{'name': 'Si', 'thickness': 1}}; got {doc['sample']!r}"
+        )
+
+
+def check_metadata(
+    *,
+    stash: Mapping[str, Any],
+    call_md: Mapping[str, Any],
+    scan_id_from_stash: bool = True,
+    normalizer: Callable[[dict[str, Any]], Any] | None = None,
+) -> None:
+    """Check the metadata known when ``RE(...)`` is called, before the plan's first message.
+
+    ``RE.md`` and the call's keywords (which take precedence) get the checks of
+    :func:`build_start`, so that bad metadata is refused before any device acts. The
+    plan's own metadata is only known at its open_run, where :func:`build_start` checks
+    the whole again; ``RE.md_validator`` runs there only, as it may require keys that the
+    plan gives. With a ``normalizer`` (``RE.md_normalizer``), which may rewrite anything,
+    only the keys are checked here.
+
+    Raises:
+        MetadataError: naming the key and what is wrong.
+    """
+    _check_source(stash, "RE.md")
+    _check_source(call_md, "RE(...) keywords")
+    if scan_id_from_stash:
+        next_scan_id(stash)
+    if normalizer is None:
+        merged = {**stash, **call_md}
+        _check_values({key: _plain(value, key) for key, value in merged.items()})
+
+
 def build_start(
     *,
     uid: str,
@@ -129,20 +183,7 @@ def build_start(
     doc = {key: _plain(value, key) for key, value in merged.items()}
     if isinstance(doc["scan_id"], bool) or not isinstance(doc["scan_id"], int):
         raise MetadataError(f"metadata 'scan_id' must be an integer, got {doc['scan_id']!r}")
-    for key in _STRING_KEYS:
-        value = doc.get(key)
-        if value is None or value == "":
-            doc.pop(key, None)  # blank: allowed, and left out
-        elif not isinstance(value, str):
-            raise MetadataError(
-                f"metadata {key!r} must be a string (it is searched on), got "
-                f"{value!r} ({type(value).__name__})"
-            )
-    if "sample" in doc and not isinstance(doc["sample"], str | dict):
-        raise MetadataError(
-            f"metadata 'sample' must be a string or a dict, e.g. sample='Si' or "
-            f"sample={{'name': 'Si', 'thickness': 1}}; got {doc['sample']!r}"
-        )
+    _check_values(doc)
     if validator is not None:
         try:
             validator(dict(doc))

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Coroutine, Hashable, Mapping
 from typing import Any, cast
 
-from ._dispatch import Dispatcher
+from ._dispatch import CancelGuard, Dispatcher
 from ._documents import RunBundler, call_maybe_async, validate_document
 from ._errors import (
     DeviceError,
@@ -26,9 +26,17 @@ from ._metadata import build_start, library_versions
 from ._status import StatusGroups, await_status, device_name
 from ._uid import new_uid
 
-__all__ = ["PlanContext", "failure_reason"]
+__all__ = ["CANCELLED", "PlanContext", "failure_reason"]
 
 logger = logging.getLogger("acq.engine")
+
+
+CANCELLED = "the task awaiting the RunEngine was cancelled"
+"""The reason in the Stop of a run ended by cancelling the task awaiting the engine."""
+
+
+def _never() -> bool:
+    return False
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -149,7 +157,6 @@ class PlanContext:
         self.record_interruptions = False  # installed by Msg('install_suspender')
         self.touched: dict[int, Any] = {}  # devices set/triggered/kicked off/staged
         self._rewindable = True
-        self.checkpoint_count = 0
         # rewind: messages handled since the last checkpoint, replayed on resume
         self.replay: list[Any] = []
         self.has_checkpoint = False
@@ -161,6 +168,7 @@ class PlanContext:
         self.turn_owed = False  # background work started: give the loop a turn (_handlers)
         self.no_replay = False  # a device refused a replay: the next resume replays nothing
         self.ending_reason = ""  # why the call is being stopped or aborted, once it is
+        self.cancelled: Callable[[], bool] = _never  # has the awaiting task been cancelled?
         self._publish_nowait = dispatcher.publish_nowait
 
     # -- documents --------------------------------------------------------------------------
@@ -251,6 +259,8 @@ class PlanContext:
         run = self.runs[key]
         if self.critical_failure is not None and exit_status == "success":
             exit_status, reason = "fail", f"{self.critical_failure}"
+        if exit_status == "success" and self.cancelled():  # the caller gets CancelledError
+            exit_status, reason = "abort", CANCELLED
         for token, monitor in list(self.monitors.items()):
             if monitor.run is run:
                 await self.stop_monitor(token)
@@ -258,8 +268,13 @@ class PlanContext:
             run.drop()
         del self.runs[key]
         doc = run.stop_document(exit_status, reason)
-        await self.emit("stop", doc)
+        self.validate("stop", doc)
+        rest = self.publish("stop", doc)
+        guard = CancelGuard()  # cancelled meanwhile: every subscriber still gets the Stop
+        if rest is not None:
+            await guard.essential(rest)
         logger.info("run %s closed: %s %s", doc["run_start"], exit_status, reason)
+        guard.reraise()
         return doc["uid"]
 
     # -- monitors ---------------------------------------------------------------------------
@@ -300,7 +315,6 @@ class PlanContext:
         self.bundle_marks.clear()
         self.has_checkpoint = True
         self.recording = self._rewindable
-        self.checkpoint_count += 1
 
     def reset_replay(self) -> None:
         """Rewind no further back than here (``stage``/``unstage``), if rewinding at all."""
@@ -400,14 +414,23 @@ class PlanContext:
         that is still open and never collected are collected before its Stop (bluesky's
         rule; a failure there is logged, as bluesky does). Every step runs even if an
         earlier one fails; failures are returned (and logged).
+
+        Cancelled (again) meanwhile, it still ends every run: a cancellation cuts short
+        the step in flight (a ``stop()`` or ``unstage()`` that hangs), never a Stop on
+        its way to the subscribers; the runs then end with exit_status 'abort', and
+        ``CancelledError`` is raised once everything is done.
         """
         problems: list[BaseException] = []
+        guard = CancelGuard()
         if exit_status != "success":
-            problems += await self.stop_movers()
+            problems += await guard.optional(self.stop_movers()) or []
 
-        async def attempt(what: str, step: Callable[[], Any]) -> None:
+        async def attempt(what: str, step: Callable[[], Any], essential: bool = False) -> None:
             try:
-                await call_maybe_async(step)
+                if essential:
+                    await guard.essential(call_maybe_async(step))
+                else:
+                    await guard.optional(call_maybe_async(step))
             except Exception as exc:
                 logger.exception("cleanup: %s failed", what)
                 exc.add_note(f"acq: during cleanup, {what} failed")
@@ -424,7 +447,7 @@ class PlanContext:
         for run in self.runs.values():
             for flyer in run.uncollected:
                 try:
-                    await run.collect([flyer], None, return_payload=False)
+                    await guard.optional(run.collect([flyer], None, return_payload=False))
                 except Exception:
                     logger.exception(
                         "cleanup: collecting %s, kicked off but never collected, failed",
@@ -437,9 +460,17 @@ class PlanContext:
         self.staged.clear()
         if problems and exit_status == "success":  # e.g. an unstage failed: not a success
             exit_status, reason = "fail", failure_reason(problems[0])
+        cancelled = guard.cancelled or self.cancelled()
+        if exit_status == "success" and cancelled:
+            exit_status, reason = "abort", CANCELLED
         for key in list(self.runs):
-            await attempt("close_run", lambda k=key: self.close_run(k, exit_status, reason))
+            await attempt(
+                "close_run", lambda k=key: self.close_run(k, exit_status, reason), essential=True
+            )
         for token in self.plan_tokens:
             await attempt("unsubscribe", lambda t=token: self.dispatcher.unsubscribe(t))
         self.plan_tokens.clear()
+        if cancelled:  # the caller gets what the Stops say
+            raise asyncio.CancelledError
+        guard.reraise()
         return problems

@@ -47,6 +47,7 @@ from ._errors import SubscriberError
 __all__ = [
     "Callback",
     "CallbackError",
+    "CancelGuard",
     "Dispatcher",
     "Subscription",
     "DOCUMENT_NAMES",
@@ -334,6 +335,44 @@ class _ThreadWorker(_Worker):
         await asyncio.to_thread(self._thread.join)
 
 
+class CancelGuard:
+    """Lets an ending (a cleanup, the subscribers' shutdown) finish when cancelled again.
+
+    :meth:`reraise` then hands the cancellation on to the caller.
+
+    ``await guard.essential(aw)`` runs ``aw`` to its end whatever cancellations arrive
+    (a run's Stop reaching a critical subscriber); ``await guard.optional(aw)`` lets a
+    cancellation cut ``aw`` short (a device's ``stop()`` that hangs), and the ending goes on.
+    """
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    async def essential(self, aw: Awaitable[Any]) -> Any:
+        """Await ``aw`` to its end; a cancellation meanwhile is only recorded."""
+        task = asyncio.ensure_future(aw)
+        while True:
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                self.cancelled = True
+                if task.done():
+                    return None if task.cancelled() else task.result()
+
+    async def optional(self, aw: Awaitable[Any]) -> Any:
+        """Await ``aw``; a cancellation cuts it short (recorded) and gives None."""
+        try:
+            return await aw
+        except asyncio.CancelledError:
+            self.cancelled = True
+            return None
+
+    def reraise(self) -> None:
+        """Raise ``CancelledError`` if the task was cancelled while the guard held it."""
+        if self.cancelled:
+            raise asyncio.CancelledError
+
+
 def _set_done(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
@@ -427,18 +466,18 @@ class Dispatcher:
     async def finish(self) -> None:
         """Wait until every worker has taken every document, then stop them."""
         workers = list(self._workers.values()) + self._retired
-        try:
-            for worker in workers:
-                await worker.drain()
-        finally:
-            self.active = False
-            self._workers.clear()
-            self._retired = []
-            for token in list(self._offloaders):
-                self._retire_offloader(token)
-            self._rebuild()
-            for worker in workers:
-                await worker.close()
+        guard = CancelGuard()
+        for worker in workers:  # cancelled: close() still hands each worker its queue
+            await guard.optional(worker.drain())
+        self.active = False
+        self._workers.clear()
+        self._retired = []
+        for token in list(self._offloaders):
+            self._retire_offloader(token)
+        self._rebuild()
+        for worker in workers:  # cancelled: the worker still ends, at its stop marker
+            await guard.optional(worker.close())
+        guard.reraise()
 
     def _report(self, sub: Subscription, name: str, exc: Exception) -> None:
         _report_error(self.errors, sub, name, exc)

@@ -19,6 +19,7 @@ next step gives each call an object of its own and moves the second half there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import threading
@@ -27,10 +28,11 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, MutableMappi
 from types import CoroutineType
 from typing import Any, cast
 
-from ._context import PlanContext, failure_reason
+from ._context import CANCELLED, PlanContext, failure_reason
 from ._dispatch import Callback, Dispatcher, Overflow, Subscription, make_subscription
 from ._documents import call_maybe_async
 from ._errors import (
+    PlanError,
     RequestAbort,
     RequestStop,
     RunAborted,
@@ -40,7 +42,7 @@ from ._errors import (
 )
 from ._handlers import HANDLERS, Handler
 from ._interrupt import NOT_INTERRUPTIBLE, REPLAY_SKIP, Request, SigintHandler, Suspension
-from ._metadata import library_versions
+from ._metadata import check_metadata, library_versions
 from ._msg import Msg
 from ._plan import Plan, PlanFinished, PlanStack, as_plan, plan_name
 from ._result import RunResult
@@ -164,6 +166,7 @@ class RunEngine:
         self.__request: Request | None = None
         self._suspension: Suspension | None = None
         self._task: asyncio.Task[Any] | None = None
+        self._cancels = 0  # the task's cancellation requests when it began driving the call
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._current: Any = None  # the message being handled, if any
@@ -318,7 +321,12 @@ class RunEngine:
 
     async def _install_suspender_message(self, ctx: PlanContext, msg: Any) -> None:
         """``Msg('install_suspender', suspender)`` (or bluesky's ``None, suspender``)."""
-        suspender = msg.obj if msg.obj is not None else msg.args[0]
+        suspender = msg.obj if msg.obj is not None else next(iter(msg.args), None)
+        if not callable(getattr(suspender, "install", None)):
+            raise PlanError(
+                f"'install_suspender' needs a suspender (e.g. from acq.suspenders) as its obj, "
+                f"got {suspender!r}: {msg!r}"
+            )
         self.install_suspender(suspender)
         ctx.plan_suspenders.append(suspender)
 
@@ -412,6 +420,12 @@ class RunEngine:
                 f"RE(...) called {len(inspect.stack(0))} frames deep, more than "
                 f"RE.max_depth={self.max_depth}"
             )
+        check_metadata(  # before any device acts; the plan's own md is checked at open_run
+            stash=self.md,
+            call_md=md,
+            scan_id_from_stash=self.scan_id_source is None,
+            normalizer=self.md_normalizer,
+        )
         root = as_plan(plan)
         inferred = {"plan_type": type(root).__name__, "plan_name": plan_name(root)}
         for preprocessor in self.preprocessors:
@@ -552,6 +566,8 @@ class RunEngine:
         if self._state in (State.IDLE, State.PAUSED):
             self._set_state(State.RUNNING)
         self._task = asyncio.current_task()
+        self._cancels = self._task.cancelling() if self._task is not None else 0
+        call.ctx.cancelled = self._cancelled
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._dispatcher.start()
@@ -575,19 +591,25 @@ class RunEngine:
                     self._dispatcher.unsubscribe_nowait(token)
                 for suspender in call.ctx.plan_suspenders:
                     self.remove_suspender(suspender)
-            await self._dispatcher.finish()
-            if paused:
-                self._set_state(State.PAUSED)
+            try:
+                await self._dispatcher.finish()
+            finally:  # even if cancelled while the subscribers drain
+                self._settle(call, paused)
+
+    def _settle(self, call: _Call, paused: bool) -> None:
+        """The engine's state once a call has left the drive loop: paused or idle."""
+        if paused:
+            self._set_state(State.PAUSED)
+            return
+        self._call = None
+        self._deferred_left = self._request is Request.PAUSE_DEFERRED
+        self._request = None
+        self._set_state(State.IDLE)
+        if not call.done.done():  # whoever awaits RE.stop()/abort()/halt()
+            if call.result is not None:
+                call.done.set_result(call.result)
             else:
-                self._call = None
-                self._deferred_left = self._request is Request.PAUSE_DEFERRED
-                self._request = None
-                self._set_state(State.IDLE)
-                if not call.done.done():  # whoever awaits RE.stop()/abort()/halt()
-                    if call.result is not None:
-                        call.done.set_result(call.result)
-                    else:
-                        call.done.cancel()
+                call.done.cancel()
 
     async def _run(self, call: _Call) -> RunResult:
         ctx = call.ctx
@@ -598,33 +620,35 @@ class RunEngine:
             raise
         except _Halted:
             await call.stack.close()
-            await ctx.cleanup("abort", call.reason)
+            await self._cleanup(call, "abort", call.reason)
             result = self._result(call, "abort", call.reason)
             raise RunAborted(f"the plan was halted: {call.reason}", result) from None
         except asyncio.CancelledError:
-            reason = "the task awaiting the RunEngine was cancelled"
-            self._set_state(State.ABORTING)
-            await ctx.cleanup("abort", reason)
-            self._result(call, "abort", reason)
+            await self._cancel(call)
             raise
         except RequestStop:
             return await self._close(call, "success", call.reason, None)
         except RequestAbort:
-            await ctx.cleanup("abort", call.reason)
+            await self._cleanup(call, "abort", call.reason)
             result = self._result(call, "abort", call.reason)
             raise RunAborted(f"the plan was aborted: {call.reason}", result) from None
         except BaseException as exc:
             reason = _reason(exc)
-            await ctx.cleanup("fail", reason)
-            self._result(call, "fail", reason)
+            # Ctrl-C into code that blocked the loop (acq._interrupt): the user ended it
+            status = "abort" if isinstance(exc, KeyboardInterrupt) else "fail"
+            await self._cleanup(call, status, reason)
+            self._result(call, status, reason)
             raise
+        if self._cancelled():  # the plan swallowed the cancellation, or it is on its way
+            await self._cancel(call)
+            raise asyncio.CancelledError
         if ctx.critical_failure is not None:  # the plan caught it; the run fails anyway
             reason = _reason(ctx.critical_failure)
-            await ctx.cleanup("fail", reason)
+            await self._cleanup(call, "fail", reason)
             self._result(call, "fail", reason)
             raise ctx.critical_failure
         if call.ending is Request.ABORT:  # the plan swallowed the abort
-            await ctx.cleanup("abort", call.reason)
+            await self._cleanup(call, "abort", call.reason)
             result = self._result(call, "abort", call.reason)
             raise RunAborted(f"the plan was aborted: {call.reason}", result)
         status, reason = (
@@ -633,11 +657,37 @@ class RunEngine:
         return await self._close(call, status, reason, plan_result)
 
     async def _close(self, call: _Call, status: str, reason: str, plan_result: Any) -> RunResult:
-        problems = await call.ctx.cleanup(status, reason)
+        problems = await self._cleanup(call, status, reason)
         if problems:
             self._result(call, "fail", _reason(problems[0]))
             raise problems[0]
         return self._result(call, "success", reason, plan_result)
+
+    def _cancelled(self) -> bool:
+        """Has the task driving the call been cancelled from outside (landed or not yet)?"""
+        task = self._task
+        return task is not None and task.cancelling() - self._interrupting > self._cancels
+
+    async def _cancel(self, call: _Call) -> None:
+        """End a call whose task was cancelled: its runs end with exit_status 'abort'."""
+        if self._state not in (State.STOPPING, State.ABORTING, State.HALTING):
+            self._set_state(State.ABORTING)
+        await self._cleanup(call, "abort", CANCELLED)
+        self._result(call, "abort", CANCELLED)
+
+    async def _cleanup(self, call: _Call, status: str, reason: str) -> list[BaseException]:
+        """The call's cleanup; cancelled meanwhile, its result says so, as its Stops do."""
+        self._current = None  # nothing to cut short now: a request waits for the end
+        if self._interrupting:  # our own cancellation is still on its way: take it here
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0)
+            self._interrupting = False
+            cast(asyncio.Task[Any], self._task).uncancel()
+        try:
+            return await call.ctx.cleanup(status, reason)
+        except asyncio.CancelledError:
+            self._result(call, "abort" if status == "success" else status, CANCELLED)
+            raise
 
     def _result(
         self, call: _Call, exit_status: str, reason: str, plan_result: Any = None
@@ -710,7 +760,7 @@ class RunEngine:
                     continue
             try:
                 handler = handlers[msg.command]
-            except KeyError:
+            except (KeyError, TypeError):  # TypeError: an unhashable command
                 error = UnknownCommandError(
                     f"unknown command {msg.command!r} in {msg!r}; known commands: "
                     f"{', '.join(sorted(handlers))} (register new ones with RE.register_command)"

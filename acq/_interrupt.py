@@ -96,14 +96,28 @@ class Suspension:
 DOUBLE_TAP_SECONDS = 10.0
 
 
+BLOCKED_SECONDS = 1.0
+"""A Ctrl-C the event loop has not taken for this long means something blocks the loop."""
+
+
 class SigintHandler:
-    """Ctrl-C while a plan runs: first a deferred pause, a second within 10 s pauses now."""
+    """Ctrl-C while a plan runs: first a deferred pause, a second within 10 s pauses now.
+
+    The loop takes each Ctrl-C through ``loop.add_signal_handler`` (its wake-up fd, which
+    also works while a Jupyter kernel swaps Python-level handlers). Beside it, a Python
+    ``signal.signal`` handler, which runs at once even while a plan, a classic device or
+    a critical callback blocks the loop (``time.sleep``, a blocking read), notes when a
+    Ctrl-C arrived; when the loop has not taken it within :data:`BLOCKED_SECONDS`, the
+    next Ctrl-C raises ``KeyboardInterrupt`` in the blocking code itself, as Python would
+    without acq: the plan ends as an abort and its runs still get their Stop.
+    """
 
     def __init__(self, request_pause: Callable[[bool], Any]) -> None:
         self._request_pause = request_pause
         self._previous: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last = 0.0
+        self._waiting_since: float | None = None  # a Ctrl-C the loop has not taken yet
 
     def install(self) -> bool:
         """Take SIGINT on the running loop, if this is the main thread; True if done."""
@@ -115,9 +129,11 @@ class SigintHandler:
             loop.add_signal_handler(signal.SIGINT, self._on_sigint)
         except (NotImplementedError, RuntimeError, ValueError):
             return False  # no signals here (Windows loop, or not the main thread)
+        signal.signal(signal.SIGINT, self._on_signal)  # the wake-up fd still reaches the loop
         self._previous = previous
         self._loop = loop
         self._last = 0.0
+        self._waiting_since = None
         return True
 
     def remove(self) -> None:
@@ -132,7 +148,24 @@ class SigintHandler:
             self._loop = None
             self._previous = None
 
+    def _on_signal(self, signum: int, frame: object) -> None:
+        """Python's signal handler: break into code that keeps the loop from the Ctrl-C."""
+        now = time.monotonic()
+        waiting = self._waiting_since
+        if waiting is None:
+            self._waiting_since = now
+            return
+        if now - waiting >= BLOCKED_SECONDS:
+            self._waiting_since = None
+            print(
+                "acq: the event loop is blocked (a plan, device or callback that does not "
+                "return); interrupting it: the plan ends as an abort.",
+                file=sys.stderr,
+            )
+            raise KeyboardInterrupt
+
     def _on_sigint(self) -> None:
+        self._waiting_since = None  # the loop took the Ctrl-C
         now = time.monotonic()
         if now - self._last < DOUBLE_TAP_SECONDS:
             print(

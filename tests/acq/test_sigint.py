@@ -244,3 +244,79 @@ def test_one_sigint_pauses_at_the_next_checkpoint_and_resume_completes(script: P
         run.close()
     assert code == 0, run.lines
     assert not any("pausing now" in line for line in run.lines["stderr"])
+
+
+BLOCKING_SCRIPT = r'''
+import asyncio
+import signal
+import sys
+import time
+
+from acq import Msg, RunEngine
+
+
+class SlowDetector:
+    """A classic-style device whose read blocks the event loop (for a minute)."""
+
+    name, parent = "slow", None
+
+    def describe(self):
+        return {"slow": {"source": "mem", "dtype": "number", "shape": []}}
+
+    def read(self):
+        print("BLOCKING", flush=True)
+        time.sleep(60)
+        return {"slow": {"value": 1.0, "timestamp": time.time()}}
+
+
+def plan(det):
+    yield Msg("open_run", plan_name="blocking")
+    yield Msg("checkpoint")
+    yield Msg("create", name="primary")
+    yield Msg("read", det)
+    yield Msg("save")
+    yield Msg("close_run")
+
+
+async def main():
+    saved = signal.getsignal(signal.SIGINT)
+    RE = RunEngine(catalog=None)
+    stops = []
+    RE.subscribe(lambda name, doc: stops.append(doc) if name == "stop" else None,
+                 critical=True)
+    started = time.monotonic()
+    try:
+        await RE(plan(SlowDetector()))
+    except KeyboardInterrupt:
+        print("KEYBOARD_INTERRUPT", flush=True)
+    stop = stops[-1] if stops else {}
+    print(f"STOP exit_status={stop.get('exit_status')} quick={time.monotonic() - started < 30}",
+          flush=True)
+    print(f"HANDLER restored={signal.getsignal(signal.SIGINT) == saved}", flush=True)
+    print(f"DONE state={RE.state.value}", flush=True)
+
+
+asyncio.run(main())
+'''
+
+
+def test_ctrl_c_reaches_a_device_that_blocks_the_loop_and_the_run_gets_its_stop(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "blocking_plan.py"
+    path.write_text(BLOCKING_SCRIPT)
+    run = Script(path)
+    try:
+        run.expect("stdout", "BLOCKING")
+        run.proc.send_signal(signal.SIGINT)  # the loop is blocked: it cannot take this one
+        time.sleep(1.5)  # what "the loop has not taken it" means (acq's BLOCKED_SECONDS)
+        run.proc.send_signal(signal.SIGINT)  # so this one interrupts the blocking read
+        run.expect("stderr", "event loop is blocked")
+        assert run.expect("stdout", "KEYBOARD_INTERRUPT") == "KEYBOARD_INTERRUPT"
+        assert run.expect("stdout", "STOP") == "STOP exit_status=abort quick=True"
+        assert run.expect("stdout", "HANDLER") == "HANDLER restored=True"
+        assert run.expect("stdout", "DONE") == "DONE state=idle"
+        code = run.finish()
+    finally:
+        run.close()
+    assert code == 0, run.lines

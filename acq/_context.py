@@ -266,9 +266,9 @@ class PlanContext:
                 await self.stop_monitor(token)
         if run.bundling:
             run.drop()
-        del self.runs[key]
         doc = run.stop_document(exit_status, reason)
-        self.validate("stop", doc)
+        self.validate("stop", doc)  # before the run is let go: an invalid Stop leaves it open
+        del self.runs[key]
         rest = self.publish("stop", doc)
         guard = CancelGuard()  # cancelled meanwhile: every subscriber still gets the Stop
         if rest is not None:

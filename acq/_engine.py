@@ -332,7 +332,10 @@ class RunEngine:
 
     async def _remove_suspender_message(self, ctx: PlanContext, msg: Any) -> None:
         """``Msg('remove_suspender', suspender)`` (or bluesky's ``None, suspender``)."""
-        self.remove_suspender(msg.obj if msg.obj is not None else msg.args[0])
+        suspender = msg.obj if msg.obj is not None else next(iter(msg.args), None)
+        if suspender is None:
+            raise PlanError(f"'remove_suspender' needs the suspender to remove: {msg!r}")
+        self.remove_suspender(suspender)
 
     async def _wait_for_suspenders(self) -> bool:
         """Wait while any installed suspender is tripped (before a start, on a resume).

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from support import DocChecker, DoneStatus, ManualStatus, Signal
 
-from acq import MetadataError, Msg, PlanError, RunEngine, UnknownCommandError
+from acq import AcqInternalError, MetadataError, Msg, PlanError, RunEngine, UnknownCommandError
 
 
 class Busy(Signal):
@@ -156,6 +156,7 @@ async def test_hashable_groups_of_any_kind_still_work(bare_RE: RunEngine) -> Non
         ),
         (Msg("install_suspender"), PlanError, r"'install_suspender' needs a suspender"),
         (Msg("install_suspender", 5), PlanError, r"'install_suspender' needs a suspender.* 5"),
+        (Msg("remove_suspender"), PlanError, r"'remove_suspender' needs the suspender"),
         (Msg("sleep", None, "x"), PlanError, r"'sleep'.*seconds.*'x'"),
         (Msg("sleep", None, None), PlanError, r"'sleep'.*seconds.*None"),
         (Msg("wait_for", None, [42]), PlanError, r"'wait_for' needs a list of functions"),
@@ -164,6 +165,7 @@ async def test_hashable_groups_of_any_kind_still_work(bare_RE: RunEngine) -> Non
         "unhashable-command",
         "install_suspender-without-object",
         "install_suspender-of-a-number",
+        "remove_suspender-without-object",
         "sleep-str",
         "sleep-none",
         "wait_for-non-callable",
@@ -271,3 +273,26 @@ async def test_md_validator_still_sees_only_final_metadata(bare_RE: RunEngine) -
     bare_RE.md_validator = needs_purpose
     await bare_RE([Msg("open_run", purpose="good"), Msg("close_run")])
     assert [md["purpose"] for md in seen] == ["good"]
+
+
+async def test_a_stop_that_cannot_be_validated_leaves_the_run_open_for_cleanup(
+    bare_RE: RunEngine, checker: DocChecker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an invalid Stop is a bug in acq; it must not lose the run: cleanup closes it
+    from acq._documents import RunBundler
+
+    real = RunBundler.stop_document
+    calls: list[str] = []
+
+    def first_stop_broken(self: RunBundler, exit_status: str, reason: str) -> dict[str, Any]:
+        doc = real(self, exit_status, reason)
+        calls.append(exit_status)
+        if len(calls) == 1:
+            doc["exit_status"] = "no such status"
+        return doc
+
+    monkeypatch.setattr(RunBundler, "stop_document", first_stop_broken)
+    with pytest.raises(AcqInternalError):
+        await bare_RE([Msg("open_run"), Msg("close_run")])
+    assert checker.names() == ["start", "stop"]  # closed by the cleanup, with its failure
+    assert checker.of("stop")[0]["exit_status"] == "fail"

@@ -786,6 +786,8 @@ class RunEngine:
                 continue  # msg is still pending: the request decides what becomes of it
             except Exception as exc:  # noqa: BLE001 -- thrown into the plan, which may catch it
                 self._current = None
+                if type(exc) is TypeError:  # off the hot path: was it the run key?
+                    exc = _unhashable_run(msg) or exc
                 exc.add_note(f"acq: raised by {_describe(msg)}")
                 error, msg = exc, None
                 continue
@@ -967,6 +969,20 @@ def _describe(msg: Any) -> str:
     obj = msg.obj
     target = "" if obj is None else f" on {device_name(obj)}"
     return f"the {msg.command!r} message{target}"
+
+
+def _unhashable_run(msg: Any) -> PlanError | None:
+    """The error for a message whose ``run`` key cannot be a key (None if it can)."""
+    try:
+        hash(msg.run)
+    except TypeError as exc:
+        error = PlanError(
+            f"{msg.command!r} with run={msg.run!r}: a run key must be hashable (a string, "
+            f"a number, a tuple...); the message was {msg!r}"
+        )
+        error.__cause__ = exc
+        return error
+    return None
 
 
 def _reason(exc: BaseException) -> str:

@@ -403,6 +403,11 @@ def wait(ctx: PlanContext, msg: Any) -> Any:
     group = kwargs.get("group", msg.args[0] if msg.args else None)
     if type(group) is not str and group is not None:
         _check_group(msg, group)
+    timeout = kwargs.get("timeout")
+    if timeout is not None and not isinstance(timeout, Real):
+        raise PlanError(
+            f"'wait' needs a timeout in seconds (a number) or None, got {timeout!r}: {msg!r}"
+        )
     groups = ctx.groups
     if not groups.has(group):
         return True
@@ -410,12 +415,28 @@ def wait(ctx: PlanContext, msg: Any) -> Any:
     watch: Any = kwargs.get("watch") or ()
     if isinstance(watch, str):
         watch = (watch,)  # one group's name, not its letters
+    elif watch:
+        watch = _watched_groups(msg, watch)
     waiting = groups.wait(
         group, kwargs.get("timeout"), bool(kwargs.get("error_on_timeout", True)), watch
     )
     if ctx.waiting_hook is None:
         return waiting
     return _wait_watched(ctx.waiting_hook, groups.statuses(group), waiting)
+
+
+def _watched_groups(msg: Any, watch: Any) -> tuple[Any, ...]:
+    """The group names of a ``wait``'s ``watch=``, refused unless they can be names."""
+    try:
+        names = tuple(watch)
+        for name in names:
+            hash(name)
+    except TypeError:
+        raise PlanError(
+            f"'wait' with watch={watch!r}: watch takes a group name or a list of group "
+            f"names (hashable); the message was {msg!r}"
+        ) from None
+    return names
 
 
 async def _wait_watched(hook: Callable[[Any], Any], statuses: set[Any], waiting: Any) -> Any:

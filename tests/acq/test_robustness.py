@@ -296,3 +296,47 @@ async def test_a_stop_that_cannot_be_validated_leaves_the_run_open_for_cleanup(
         await bare_RE([Msg("open_run"), Msg("close_run")])
     assert checker.names() == ["start", "stop"]  # closed by the cleanup, with its failure
     assert checker.of("stop")[0]["exit_status"] == "fail"
+
+
+# -- a run key that cannot be a key (found by tests/acq/test_fuzz.py) -----------------------
+UNHASHABLE: Any = ["r"]
+
+
+@pytest.mark.parametrize(
+    "msgs",
+    [
+        [Msg("open_run", run=UNHASHABLE)],
+        [Msg("open_run"), Msg("create", name="primary", run=UNHASHABLE)],
+        [Msg("open_run"), Msg("close_run", run=UNHASHABLE)],
+    ],
+    ids=["open_run", "create", "close_run"],
+)
+async def test_an_unhashable_run_key_is_a_plan_error_naming_the_message(
+    bare_RE: RunEngine, checker: DocChecker, msgs: list[Msg]
+) -> None:
+    command = msgs[-1].command
+    with pytest.raises(PlanError, match=rf"'{command}' with run=.*hashable"):
+        await bare_RE(msgs)
+    assert checker.names() == ([] if command == "open_run" else ["start", "stop"])
+
+
+# -- a wait timeout that is not a number (found by tests/acq/test_fuzz.py) -----------------
+@pytest.mark.parametrize("pending", [True, False], ids=["pending-group", "empty-group"])
+async def test_a_wait_with_a_non_numeric_timeout_is_a_plan_error(
+    bare_RE: RunEngine, pending: bool
+) -> None:
+    dev = Busy("dev")
+    msgs = [Msg("set", dev, 1, group="g")] if pending else []
+    msgs.append(Msg("wait", None, group="g", timeout="soon"))
+    with pytest.raises(PlanError, match=r"'wait'.*timeout.*'soon'"):
+        await bare_RE(msgs)
+
+
+@pytest.mark.parametrize("watch", [5, [["g2"]]], ids=["number", "unhashable-name"])
+async def test_a_wait_watching_something_that_is_not_groups_is_a_plan_error(
+    bare_RE: RunEngine, watch: Any
+) -> None:
+    dev = Busy("dev")
+    msgs = [Msg("set", dev, 1, group="g"), Msg("wait", None, group="g", watch=watch)]
+    with pytest.raises(PlanError, match=r"'wait' with watch=.*group name"):
+        await bare_RE(msgs)

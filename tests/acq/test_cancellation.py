@@ -32,6 +32,16 @@ class Gate:
         self.entered.set()
         await self.opened.wait()
 
+    def held_at_the_stop(self, names: list[str]) -> Callable[[str, dict[str, Any]], Any]:
+        """An async subscriber recording ``names`` that waits at this gate on the Stop."""
+
+        async def record(name: str, doc: dict[str, Any]) -> None:
+            if name == "stop":
+                await self.pass_through()
+            names.append(name)
+
+        return record
+
 
 class SlowStop(Signal):
     """A motor whose moves never end by themselves and whose ``stop()`` takes a while."""
@@ -143,11 +153,7 @@ async def test_a_second_cancel_while_a_critical_subscriber_takes_the_stop(
 ) -> None:
     gate = Gate()
     stored: list[str] = []
-
-    async def store(name: str, doc: dict[str, Any]) -> None:
-        if name == "stop":
-            await gate.pass_through()
-        stored.append(name)
+    store = gate.held_at_the_stop(stored)
 
     bare_RE.subscribe(store, critical=True)
     never = asyncio.Event()
@@ -174,11 +180,7 @@ async def test_a_cancel_while_a_critical_subscriber_takes_the_plans_stop(
     gets CancelledError."""
     gate = Gate()
     stored: list[str] = []
-
-    async def store(name: str, doc: dict[str, Any]) -> None:
-        if name == "stop":
-            await gate.pass_through()
-        stored.append(name)
+    store = gate.held_at_the_stop(stored)
 
     bare_RE.subscribe(store, critical=True)
     async with asyncio.timeout(DEADLINE):
@@ -203,11 +205,7 @@ async def test_a_cancel_while_subscribers_drain_leaves_the_engine_idle(
 ) -> None:
     gate = Gate()
     seen: list[str] = []
-
-    async def slow(name: str, doc: dict[str, Any]) -> None:
-        if name == "stop":
-            await gate.pass_through()
-        seen.append(name)
+    slow = gate.held_at_the_stop(seen)
 
     async with asyncio.timeout(DEADLINE):
         task = asyncio.create_task(bare_RE([Msg("open_run"), Msg("close_run")], slow))
@@ -227,11 +225,7 @@ async def test_a_cancel_while_the_engine_finishes_leaves_it_idle(
 ) -> None:
     gate = Gate()
     seen: list[str] = []
-
-    async def slow(name: str, doc: dict[str, Any]) -> None:
-        if name == "stop":
-            await gate.pass_through()
-        seen.append(name)
+    slow = gate.held_at_the_stop(seen)
 
     # the engine closes the run the plan left open: its Stop drains after the plan ended
     async with asyncio.timeout(DEADLINE):

@@ -23,6 +23,7 @@ from ._errors import (
     SubscriberError,
 )
 from ._metadata import build_start, library_versions
+from ._replay import ReplayLog
 from ._status import StatusGroups, await_status, device_name
 from ._uid import new_uid
 
@@ -156,17 +157,11 @@ class PlanContext:
         self.monitors_quiet = False
         self.record_interruptions = False  # installed by Msg('install_suspender')
         self.touched: dict[int, Any] = {}  # devices set/triggered/kicked off/staged
-        self._rewindable = True
-        # rewind: messages handled since the last checkpoint, replayed on resume
-        self.replay: list[Any] = []
-        self.has_checkpoint = False
-        self.recording = False  # has_checkpoint and rewindable, kept up to date
-        self.bundle_marks: dict[Hashable, int] = {}
+        self.replay = ReplayLog()  # what a resume replays (_replay.py)
         self.validate = validate_document
         self.critical_failure: SubscriberError | None = None
         self.waiting_hook: Callable[[Any], Any] | None = None  # RE.waiting_hook
         self.turn_owed = False  # background work started: give the loop a turn (_handlers)
-        self.no_replay = False  # a device refused a replay: the next resume replays nothing
         self.ending_reason = ""  # why the call is being stopped or aborted, once it is
         self.cancelled: Callable[[], bool] = _never  # has the awaiting task been cancelled?
         self._publish_nowait = dispatcher.publish_nowait
@@ -298,48 +293,7 @@ class PlanContext:
             if monitor.task is not None:
                 await monitor.task
 
-    # -- checkpoints and interruptions ---------------------------------------------------
-    @property
-    def rewindable(self) -> bool:
-        """May a resume rewind to the last checkpoint? (``Msg('rewindable', None, flag)``)."""
-        return self._rewindable
-
-    @rewindable.setter
-    def rewindable(self, flag: bool) -> None:
-        self._rewindable = flag
-        self.recording = self.has_checkpoint and flag
-
-    def checkpoint(self) -> None:
-        """A point to rewind to: forget the messages before it."""
-        self.replay.clear()
-        self.bundle_marks.clear()
-        self.has_checkpoint = True
-        self.recording = self._rewindable
-
-    def reset_replay(self) -> None:
-        """Rewind no further back than here (``stage``/``unstage``), if rewinding at all."""
-        if self.recording:
-            self.replay.clear()
-            self.bundle_marks.clear()
-
-    def clear_checkpoint(self) -> None:
-        """From here on the plan cannot be rewound (until the next checkpoint)."""
-        self.replay.clear()
-        self.bundle_marks.clear()
-        self.has_checkpoint = False
-        self.recording = False
-
-    def mark_bundle(self, key: Hashable) -> None:
-        """``create`` for run ``key``: where its bundle starts in the replay list."""
-        if self.recording:
-            self.bundle_marks[key] = len(self.replay)
-
-    def forget_bundle(self, key: Hashable) -> None:
-        """``save``/``drop``: a finished bundle is never replayed (its event stands)."""
-        mark = self.bundle_marks.pop(key, None)
-        if mark is not None:
-            del self.replay[mark:]
-
+    # -- interruptions --------------------------------------------------------------------
     async def stop_movers(self) -> list[BaseException]:
         """Call ``stop(success=False)`` on every device the plan has set; errors returned."""
         problems: list[BaseException] = []
@@ -373,7 +327,7 @@ class PlanContext:
                 try:
                     await await_status(func())
                 except NoReplayAllowed:
-                    self.no_replay = True
+                    self.replay.refuse()
                 except Exception:
                     logger.exception("%s of %s failed", method, device_name(obj))
 
@@ -405,6 +359,22 @@ class PlanContext:
         for run in self.runs.values():
             if run.bundling:
                 run.drop()
+
+    async def _collect_uncollected(self, guard: CancelGuard) -> None:
+        """Collect every flyer kicked off in a run still open and never collected.
+
+        As bluesky, before the devices are unstaged and the run's Stop; one that cannot be
+        (some flyers do not support a partial collect) is logged and skipped.
+        """
+        for run in self.runs.values():
+            for flyer in run.uncollected:
+                try:
+                    await guard.optional(run.collect([flyer], None, return_payload=False))
+                except Exception:
+                    logger.exception(
+                        "cleanup: collecting %s, kicked off but never collected, failed",
+                        device_name(flyer),
+                    )
 
     # -- the end ---------------------------------------------------------------------------
     async def cleanup(self, exit_status: str, reason: str) -> list[BaseException]:
@@ -441,18 +411,7 @@ class PlanContext:
                 f"unmonitor {device_name(self.monitors[token].obj)}",
                 lambda t=token: self.stop_monitor(t),
             )
-        # as bluesky: a flyer kicked off in a run still open and never collected is
-        # collected now, before the devices are unstaged and the run's Stop; one that
-        # cannot be (some flyers do not support a partial collect) is logged and skipped
-        for run in self.runs.values():
-            for flyer in run.uncollected:
-                try:
-                    await guard.optional(run.collect([flyer], None, return_payload=False))
-                except Exception:
-                    logger.exception(
-                        "cleanup: collecting %s, kicked off but never collected, failed",
-                        device_name(flyer),
-                    )
+        await self._collect_uncollected(guard)
         for obj in reversed(self.staged):
             unstage = getattr(obj, "unstage", None)
             if unstage is not None:

@@ -37,7 +37,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, cast
@@ -615,3 +615,20 @@ def make_subscription(
         )
         callback, name = name, callback
     return Subscription(callback, name, **options)  # type: ignore[arg-type]
+
+
+def call_subscriptions(items: Iterable[Any]) -> list[Subscription]:
+    """Per-call subscriptions: ``cb``, ``(name, cb)`` or bluesky's ``{name: cb or [cb]}``."""
+    subs: list[Subscription] = []
+    for item in items:
+        if isinstance(item, Mapping):
+            for name, callbacks in cast(Mapping[str, Any], item).items():
+                many = isinstance(callbacks, list | tuple)
+                for cb in cast(list[Any], callbacks) if many else [callbacks]:
+                    subs.append(make_subscription(cb, name))
+        elif isinstance(item, tuple):
+            name, cb = cast(tuple[str, Any], item)
+            subs.append(make_subscription(cb, name))
+        else:
+            subs.append(make_subscription(item))
+    return subs

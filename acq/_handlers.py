@@ -1,4 +1,4 @@
-"""Message handlers: one small function per command, registered in :data:`HANDLERS`.
+"""Message handlers: one small function per command (the table is ``_commands.COMMANDS``).
 
 Each takes the call's :class:`~acq._context.PlanContext` and the message, and returns
 the response that the engine sends back into the plan. A handler that never waits is a
@@ -21,10 +21,7 @@ from ._documents import RunBundler, call_maybe_async
 from ._errors import DeviceError, IllegalMessageSequence, PlanError, WaitTimeoutError
 from ._status import as_status, device_name
 
-__all__ = ["HANDLERS", "Handler"]
-
-Handler = Callable[[PlanContext, Any], Any]
-"""A handler: ``(ctx, msg) -> reply``, or a coroutine giving the reply."""
+__all__: list[str] = []  # the handlers are registered in _commands.COMMANDS
 
 
 def _method(msg: Any, name: str, protocol: str) -> Callable[..., Any]:
@@ -94,7 +91,7 @@ def create(ctx: PlanContext, msg: Any) -> None:
     """Open an event bundle: ``Msg('create', name='primary')``."""
     name = msg.kwargs.get("name", msg.args[0] if msg.args else "primary")
     (ctx.runs.get(msg.run) or ctx.run_for(msg, "create")).create(name)
-    ctx.mark_bundle(msg.run)
+    ctx.replay.mark_bundle(msg.run)
 
 
 def save(ctx: PlanContext, msg: Any) -> Any:
@@ -102,19 +99,19 @@ def save(ctx: PlanContext, msg: Any) -> Any:
     rest = (ctx.runs.get(msg.run) or ctx.run_for(msg, "save")).save()
     if rest is not None:
         return _save_rest(ctx, msg, rest)
-    ctx.forget_bundle(msg.run)
+    ctx.replay.forget_bundle(msg.run)
     return None
 
 
 async def _save_rest(ctx: PlanContext, msg: Any, rest: Awaitable[None]) -> None:
     await rest
-    ctx.forget_bundle(msg.run)
+    ctx.replay.forget_bundle(msg.run)
 
 
 def drop(ctx: PlanContext, msg: Any) -> None:
     """Discard the open bundle."""
     ctx.run_for(msg, "drop").drop()
-    ctx.forget_bundle(msg.run)
+    ctx.replay.forget_bundle(msg.run)
 
 
 def read(ctx: PlanContext, msg: Any) -> Any:
@@ -330,7 +327,7 @@ async def stage(ctx: PlanContext, msg: Any) -> Any:
     if all(o is not msg.obj for o in ctx.staged):
         ctx.staged.append(msg.obj)  # before calling: a failed stage is still unstaged
     result: Any = method()
-    ctx.reset_replay()  # as in bluesky, a resume never rewinds past a stage
+    ctx.replay.restart()  # as in bluesky, a resume never rewinds past a stage
     if _is_status(result) and ctx.groups.add(group, "stage", msg.obj, result):
         ctx.turn_owed = True  # see _take_the_turn
     elif hasattr(result, "__await__"):
@@ -348,7 +345,7 @@ async def unstage(ctx: PlanContext, msg: Any) -> Any:
     if type(group) is not str and group is not None:
         _check_group(msg, group)
     result: Any = method()
-    ctx.reset_replay()
+    ctx.replay.restart()
     if _is_status(result) and ctx.groups.add(group, "unstage", msg.obj, result):
         ctx.turn_owed = True  # see _take_the_turn
     elif hasattr(result, "__await__"):
@@ -565,19 +562,12 @@ def checkpoint(ctx: PlanContext, msg: Any) -> None:
             raise IllegalMessageSequence(
                 "'checkpoint' inside an open bundle: save or drop it first"
             )
-    ctx.checkpoint()
+    ctx.replay.checkpoint()
 
 
 def clear_checkpoint(ctx: PlanContext, msg: Any) -> None:
     """Forget the last checkpoint: from here on the plan cannot be rewound."""
-    ctx.clear_checkpoint()
-
-
-def rewindable(ctx: PlanContext, msg: Any) -> bool:
-    """``Msg('rewindable', None, flag)`` sets whether a resume may rewind; replies with it."""
-    if msg.args and msg.args[0] is not None:  # None asks, as bluesky's rewindable_wrapper does
-        ctx.rewindable = bool(msg.args[0])
-    return ctx.rewindable
+    ctx.replay.clear_checkpoint()
 
 
 async def subscribe(ctx: PlanContext, msg: Any) -> int:
@@ -599,39 +589,3 @@ async def unsubscribe(ctx: PlanContext, msg: Any) -> None:
     await ctx.dispatcher.unsubscribe(token)
     if token in ctx.plan_tokens:
         ctx.plan_tokens.remove(token)
-
-
-HANDLERS: dict[str, Handler] = {
-    "open_run": open_run,
-    "close_run": close_run,
-    "create": create,
-    "save": save,
-    "drop": drop,
-    "read": read,
-    "declare_stream": declare_stream,
-    "collect": collect,
-    "monitor": monitor,
-    "unmonitor": unmonitor,
-    "set": set_,
-    "trigger": trigger,
-    "kickoff": kickoff,
-    "complete": complete,
-    "prepare": prepare,
-    "configure": configure,
-    "stage": stage,
-    "unstage": unstage,
-    "stop": stop,
-    "locate": locate,
-    "wait": wait,
-    "sleep": sleep,
-    "wait_for": wait_for,
-    "input": input_,
-    "await": await_,
-    "null": null,
-    "checkpoint": checkpoint,
-    "clear_checkpoint": clear_checkpoint,
-    "rewindable": rewindable,
-    "subscribe": subscribe,
-    "unsubscribe": unsubscribe,
-}
-"""Every built-in command and its handler."""

@@ -4,7 +4,9 @@ Requests (``RE.request_pause``, ``RE.stop``, ``RE.abort``, ``RE.halt``, a suspen
 ``RE.request_suspend``) are recorded on the engine and looked at once per message; a
 request that must not wait for the current message to finish (pause now, stop, abort,
 halt, suspend) also interrupts it, if it is one that may be interrupted (a ``wait``,
-``sleep``, a device call -- never one that is emitting documents).
+``sleep``, a device call -- never one that is emitting documents: the flag
+``interruptible`` in ``_commands.py``). Suspenders an engine watches are kept in a
+:class:`SuspenderRegistry`.
 
 Ctrl-C: while ``await RE(...)`` runs in the main thread, SIGINT is the engine's: the
 first one asks for a deferred pause (at the next checkpoint), a second within 10 s for a
@@ -26,44 +28,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._errors import PlanError
+
 __all__ = [
-    "NOT_INTERRUPTIBLE",
-    "REPLAY_SKIP",
     "Request",
     "SigintHandler",
+    "SuspenderRegistry",
     "Suspension",
 ]
 
 logger = logging.getLogger("acq.engine")
-
-REPLAY_SKIP = frozenset(
-    {
-        "open_run",
-        "close_run",
-        "stage",
-        "unstage",
-        "subscribe",
-        "unsubscribe",
-        "monitor",
-        "unmonitor",
-        "checkpoint",
-        "clear_checkpoint",
-        "rewindable",
-        "pause",
-        "save",
-        "drop",
-        "declare_stream",
-        "install_suspender",
-        "remove_suspender",
-    }
-)
-"""Commands never replayed after a rewind (run structure, subscriptions, bookkeeping)."""
-
-NOT_INTERRUPTIBLE = frozenset(
-    {"open_run", "close_run", "create", "save", "drop", "collect", "declare_stream",
-     "checkpoint", "clear_checkpoint", "configure", "stage", "unstage"}
-)  # fmt: skip
-"""Commands a request waits for: they emit documents or change what a run records."""
 
 
 class Request(enum.Enum):
@@ -91,6 +65,67 @@ class Suspension:
     pre_plan: Callable[[], Any] | None = None
     post_plan: Callable[[], Any] | None = None
     tripped_at: float = field(default_factory=time.time)
+
+
+class SuspenderRegistry:
+    """The suspenders an engine watches (``RE.install_suspender``), and their messages.
+
+    A suspender has ``install(RE)`` (it then calls ``RE.request_suspend`` when it trips),
+    ``remove()``, a ``tripped`` flag and ``wait_ready()`` (a coroutine that finishes when
+    the plan may go on).
+    """
+
+    def __init__(self, engine: object) -> None:
+        self._engine = engine
+        self._items: list[Any] = []
+
+    @property
+    def items(self) -> tuple[Any, ...]:
+        """The installed suspenders."""
+        return tuple(self._items)
+
+    def tripped(self) -> list[Any]:
+        """The installed suspenders that are tripped now."""
+        return [s for s in self._items if s.tripped]
+
+    def install(self, suspender: Any) -> None:
+        """Watch ``suspender`` from now on (once, however often it is installed)."""
+        if any(s is suspender for s in self._items):
+            return
+        suspender.install(self._engine)
+        self._items.append(suspender)
+
+    def remove(self, suspender: Any) -> None:
+        """Stop watching ``suspender`` (nothing if it is not installed)."""
+        if any(s is suspender for s in self._items):
+            self._items = [s for s in self._items if s is not suspender]
+            suspender.remove()
+
+    def clear(self) -> None:
+        """Remove every suspender."""
+        for suspender in list(self._items):
+            self.remove(suspender)
+
+    def install_message(self, ctx: Any, msg: Any) -> None:
+        """``Msg('install_suspender', suspender)`` (or bluesky's ``None, suspender``).
+
+        Installed for the rest of the call: removed when the call ends.
+        """
+        suspender = msg.obj if msg.obj is not None else next(iter(msg.args), None)
+        if not callable(getattr(suspender, "install", None)):
+            raise PlanError(
+                f"'install_suspender' needs a suspender (e.g. from acq.suspenders) as its obj, "
+                f"got {suspender!r}: {msg!r}"
+            )
+        self.install(suspender)
+        ctx.plan_suspenders.append(suspender)
+
+    def remove_message(self, ctx: Any, msg: Any) -> None:
+        """``Msg('remove_suspender', suspender)`` (or bluesky's ``None, suspender``)."""
+        suspender = msg.obj if msg.obj is not None else next(iter(msg.args), None)
+        if suspender is None:
+            raise PlanError(f"'remove_suspender' needs the suspender to remove: {msg!r}")
+        self.remove(suspender)
 
 
 DOUBLE_TAP_SECONDS = 10.0

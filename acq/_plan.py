@@ -121,9 +121,11 @@ def as_plan(plan: object) -> Plan:
 class PlanStack:
     """The stack of running plans: the outermost at the bottom, the active one on top.
 
-    :meth:`send` and :meth:`throw` advance the active plan until it yields a message,
-    pushing sub-plans and popping finished ones on the way; they raise
-    :class:`PlanFinished` when the outermost plan ends.
+    :meth:`step` advances the active plan until it yields a message, pushing sub-plans
+    and popping finished ones on the way; it raises :class:`PlanFinished` when the
+    outermost plan ends. The engine, the preprocessors (``plan_mutator``) and the plan
+    tools (``simulate``, ``summarize_plan``) all drive plans with it; the engine's drive
+    loop inlines its common case (a reply sent to the active plan).
     """
 
     __slots__ = ("_frames",)
@@ -141,34 +143,29 @@ class PlanStack:
         """How many plans are on the stack."""
         return len(self._frames)
 
-    async def send(self, value: Any) -> Any:
-        """Send ``value`` to the active plan; return the next message."""
-        frame = self._frames[-1]
-        try:
-            if frame.is_async:
-                item = await frame.gen.asend(value)
-            else:
-                item = frame.gen.send(value)
-        except (StopIteration, StopAsyncIteration) as stop:
-            return await self.pop(stop)
-        except BaseException as exc:  # noqa: BLE001 -- thrown into the parent plan, as yield from does
-            return await self.raise_in_parent(exc)
-        if type(item) is Msg:
-            return item
-        return await self.dispatch(item)
+    async def step(self, reply: Any = None, error: BaseException | None = None) -> Any:
+        """Advance the active plan to its next message and return it.
 
-    async def throw(self, exc: BaseException) -> Any:
-        """Raise ``exc`` in the active plan at its ``yield``; return the next message."""
+        Sends ``reply`` into the plan at its ``yield`` or, if ``error`` is given, raises
+        ``error`` there (as the engine does with a message's failure). Sub-plans the plan
+        yields are pushed and driven; a plan that ends hands its result to its parent, one
+        that raises throws the exception into its parent, as ``yield from`` would.
+
+        Raises:
+            PlanFinished: the outermost plan ended (its result is on the exception).
+            BaseException: what the outermost plan raised.
+        """
         frame = self._frames[-1]
+        gen = frame.gen
         try:
-            if frame.is_async:
-                item = await frame.gen.athrow(exc)
+            if error is not None:
+                item = await gen.athrow(error) if frame.is_async else gen.throw(error)
+            elif frame.is_async:
+                item = await gen.asend(reply)
             else:
-                item = frame.gen.throw(exc)
-        except (StopIteration, StopAsyncIteration) as stop:
-            return await self.pop(stop)
-        except BaseException as raised:  # noqa: BLE001 -- thrown into the parent plan, as yield from does
-            return await self.raise_in_parent(raised)
+                item = gen.send(reply)
+        except BaseException as stopped:  # noqa: BLE001 -- ended, or raised: to the parent plan
+            return await self.unwind(stopped)
         if type(item) is Msg:
             return item
         return await self.dispatch(item)
@@ -189,33 +186,39 @@ class PlanStack:
         """Handle a yielded item that is not an ``acq.Msg``; return the next message."""
         if is_plan(item):
             self._frames.append(_Frame(item))
-            return await self.send(None)
+            return await self.step()
         if type(item) is Return:
             self._frames[-1].returned = item.value
-            return await self.send(None)
+            return await self.step()
         if is_message(item):
             return item  # a bluesky Msg, or another Msg-shaped namedtuple
         frame = self._frames[-1]
-        return await self.throw(
+        return await self.step(
+            None,
             PlanError(
                 f"plan {plan_name(frame.gen)!r} yielded {item!r} ({type(item).__name__}), which "
                 "is neither a Msg, a sub-plan (generator or async generator) nor Return(value)"
-            )
+            ),
         )
 
-    async def pop(self, stop: StopIteration | StopAsyncIteration) -> Any:
-        """The active plan ended: send its result to its parent; return the next message."""
-        frame = self._frames.pop()
-        result = frame.returned
-        if result is _NO_RETURN:
-            result = stop.value if isinstance(stop, StopIteration) else None
-        if not self._frames:
-            raise PlanFinished(result)
-        return await self.send(result)
+    async def unwind(self, stopped: BaseException) -> Any:
+        """The active plan stopped with ``stopped``; return the next message.
 
-    async def raise_in_parent(self, exc: BaseException) -> Any:
-        """The active plan raised: throw ``exc`` into its parent (or out of the stack)."""
-        self._frames.pop()
+        A plan that ended (``StopIteration``) hands its result to its parent; one that
+        raised has the exception thrown into its parent, as ``yield from`` would.
+
+        Raises:
+            PlanFinished: the outermost plan ended.
+            BaseException: ``stopped``, raised by the outermost plan.
+        """
+        frame = self._frames.pop()
+        if isinstance(stopped, StopIteration | StopAsyncIteration):
+            result = frame.returned
+            if result is _NO_RETURN:
+                result = stopped.value if isinstance(stopped, StopIteration) else None
+            if not self._frames:
+                raise PlanFinished(result)
+            return await self.step(result)
         if not self._frames:
-            raise exc
-        return await self.throw(exc)
+            raise stopped
+        return await self.step(None, stopped)

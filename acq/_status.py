@@ -16,7 +16,7 @@ import asyncio
 import threading
 from collections.abc import Coroutine, Hashable, Iterable
 from types import CoroutineType
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 from ._errors import FailedStatus, WaitTimeoutError
 
@@ -101,13 +101,16 @@ def status_future(status: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Futur
     return fut
 
 
+_Entry: TypeAlias = tuple[str, Any, Any]  # (command, device, status) filed in a group
+
+
 class StatusGroups:
     """Pending statuses by group, for ``wait``."""
 
     __slots__ = ("_futures", "_groups")
 
     def __init__(self) -> None:
-        self._groups: dict[Hashable, list[tuple[str, Any, Any]]] = {}
+        self._groups: dict[Hashable, list[_Entry]] = {}
         # the future of each protocol status being waited for or watched, made once: a
         # status watched by every wait of a scan gets one callback, not one per wait
         self._futures: dict[int, tuple[Any, asyncio.Future[Any]]] = {}
@@ -229,24 +232,41 @@ class StatusGroups:
                 )
                 if not done:
                     break  # timed out
-                for fut in done:  # the group's own failures first
-                    entry = futures.get(fut)
-                    if entry is not None and status_exception(entry[2]) is not None:
-                        for other in pending.intersection(futures):  # nobody waits now
-                            other.add_done_callback(_retrieve)
-                        _raise_if_failed(entry)
-                for fut in done:
-                    if fut in watching:
-                        keep = [futures[f] for f in pending if f in futures]
-                        self._raise_if_watched_failed(group, keep, *watching[fut])
+                self._raise_on_failure(group, done, pending, futures, watching)
         except asyncio.CancelledError:
             self._groups.setdefault(group, []).extend(entries)  # interrupted: keep them
             raise
-        waiting = [futures[f] for f in pending if f in futures]
+        return self._timed_out(group, [futures[f] for f in pending if f in futures], timeout,
+                               error_on_timeout)  # fmt: skip
+
+    def _raise_on_failure(
+        self,
+        group: Hashable,
+        done: set[asyncio.Future[Any]],
+        pending: set[asyncio.Future[Any]],
+        futures: dict[asyncio.Future[Any], _Entry],
+        watching: dict[asyncio.Future[Any], tuple[Hashable, _Entry]],
+    ) -> None:
+        """End a wait when a status just done failed: the group's own first, then watched."""
+        for fut in done:
+            entry = futures.get(fut)
+            if entry is not None and status_exception(entry[2]) is not None:
+                for other in pending.intersection(futures):  # nobody waits now
+                    other.add_done_callback(_retrieve)
+                _raise_if_failed(entry)
+        for fut in done:
+            if fut in watching:
+                keep = [futures[f] for f in pending if f in futures]
+                self._raise_if_watched_failed(group, keep, *watching[fut])
+
+    def _timed_out(
+        self, group: Hashable, waiting: list[_Entry], timeout: float | None, error: bool
+    ) -> bool:
+        """A wait's end: True if nothing is left; else unfinished statuses stay filed."""
         if not waiting:
             return True
         self._groups.setdefault(group, []).extend(waiting)
-        if error_on_timeout:
+        if error:
             names = ", ".join(f"{cmd} {device_name(obj)}" for cmd, obj, _ in waiting)
             raise WaitTimeoutError(
                 f"wait for group {group!r} timed out after {timeout} s; still waiting for: {names}"

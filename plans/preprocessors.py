@@ -94,7 +94,7 @@ async def plan_mutator(plan: Any, msg_proc: Callable[[Msg], Insertion]) -> PlanG
     error: BaseException | None = None
     while True:
         try:
-            msg = await (stack.send(reply) if error is None else stack.throw(error))
+            msg = await stack.step(reply, error)
         except PlanFinished as done:
             yield Return(done.result)
             return

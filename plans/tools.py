@@ -137,7 +137,7 @@ async def _walk(plan: Any, walk: _Walk, visit: Visit, tool: str, max_messages: i
     try:
         while True:
             try:
-                msg = await stack.send(reply)
+                msg = await stack.step(reply)
             except PlanFinished as done:
                 return done.result
             if index >= max_messages:

@@ -720,9 +720,9 @@ async def test_replay_cache_stays_small_over_many_checkpointed_points(
     sizes: list[int] = []
 
     async def report_size() -> None:
-        call = RE._call  # pyright: ignore[reportPrivateUsage]
+        call = RE._execution  # pyright: ignore[reportPrivateUsage]
         assert call is not None
-        sizes.append(len(call.ctx.replay))
+        sizes.append(len(call.ctx.replay.messages))
 
     def plan() -> Generator[Msg, Any, None]:
         yield Msg("open_run")
@@ -748,9 +748,9 @@ async def test_replay_cache_stays_small_over_many_checkpointed_points(
         RE.request_pause()
         with pytest.raises(RunEngineInterrupted):
             await task
-        call = RE._call  # pyright: ignore[reportPrivateUsage]
+        call = RE._execution  # pyright: ignore[reportPrivateUsage]
         assert call is not None
-        paused_size = len(call.ctx.replay)
+        paused_size = len(call.ctx.replay.messages)
         await RE.abort("enough")
         await until(lambda: RE.state is State.IDLE, "the engine is idle")
     assert max(sizes) <= 8, sizes  # only the messages since the last checkpoint

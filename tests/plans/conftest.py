@@ -39,7 +39,7 @@ async def _recording(plan: Any, log: list[Msg]) -> AsyncGenerator[Any, Any]:
     error: BaseException | None = None
     while True:
         try:
-            msg = await (stack.send(reply) if error is None else stack.throw(error))
+            msg = await stack.step(reply, error)
         except PlanFinished as done:
             yield Return(done.result)
             return

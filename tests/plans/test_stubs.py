@@ -144,10 +144,10 @@ ONE_MESSAGE: dict[str, tuple[Callable[[], Any], Msg]] = {
 @pytest.mark.parametrize(("make", "expected"), ONE_MESSAGE.values(), ids=list(ONE_MESSAGE))
 async def test_one_message_stub(make: Callable[[], Any], expected: Msg) -> None:
     stack = PlanStack(make())
-    assert await stack.send(None) == expected
+    assert await stack.step(None) == expected
     reply = object()
     with pytest.raises(PlanFinished) as finished:
-        await stack.send(reply)
+        await stack.step(reply)
     assert finished.value.result is reply  # the result is the message's reply
 
 

@@ -197,6 +197,8 @@ class Execution:
             RunAborted: aborted or halted (the result is on the exception).
             BaseException: whatever failed the plan, after every run got its Stop.
         """
+        if self._task is not None:  # the engine's states allow one driver at a time
+            raise AcqInternalError("an execution was driven by two tasks at once")
         task = self._task = asyncio.current_task()
         self._cancels = task.cancelling() if task is not None else 0
         self.ctx.cancelled = self.cancelled

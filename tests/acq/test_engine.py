@@ -270,6 +270,59 @@ async def test_custom_command_registry() -> None:
         await RE([Msg("beep")])
 
 
+@pytest.mark.parametrize("replayed", [True, False])
+async def test_a_custom_command_is_replayed_on_resume_as_its_flag_says(
+    RE: RunEngine, checker: DocChecker, replayed: bool
+) -> None:
+    calls: list[Any] = []
+    RE.register_command("beep", lambda msg: calls.append(msg.args), replayed=replayed)
+    plan = [
+        Msg("open_run"),
+        Msg("checkpoint"),
+        Msg("beep", None, 440),
+        Msg("pause"),  # resume rewinds to the checkpoint and replays what was logged since
+        Msg("close_run"),
+    ]
+    with pytest.raises(RunEngineInterrupted):
+        await RE(plan)
+    assert calls == [(440,)]
+    result = await RE.resume()
+    assert result.exit_status == "success"
+    assert calls == [(440,)] * (2 if replayed else 1)
+    assert checker.names() == ["start", "stop"]
+
+
+@pytest.mark.parametrize("interruptible", [True, False])
+async def test_a_pause_cuts_a_custom_command_short_only_if_it_is_interruptible(
+    RE: RunEngine, interruptible: bool
+) -> None:
+    started, gate = asyncio.Event(), asyncio.Event()
+    outcome: list[str] = []
+
+    async def slow(msg: Any) -> None:
+        started.set()
+        try:
+            await gate.wait()
+        except asyncio.CancelledError:
+            outcome.append("cut short")
+            raise
+        outcome.append("finished")
+
+    RE.register_command("slow", slow, interruptible=interruptible)
+    task = asyncio.create_task(RE([Msg("open_run"), Msg("slow"), Msg("close_run")]))
+    async with asyncio.timeout(5):
+        await started.wait()
+        RE.request_pause()
+        for _ in range(5):  # give a cancellation every chance to land
+            await asyncio.sleep(0)
+        assert outcome == (["cut short"] if interruptible else [])
+        gate.set()
+        with pytest.raises(RunEngineInterrupted):
+            await task
+    assert outcome == (["cut short"] if interruptible else ["finished"])
+    await RE.abort("the test is over")
+
+
 async def test_the_plan_runs_in_the_awaiting_task_on_the_callers_loop() -> None:
     RE = RunEngine()
     outer = asyncio.current_task()

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import itertools
 import re
 import time
 from collections.abc import (
@@ -57,7 +56,6 @@ from collections.abc import (
     Callable,
     Coroutine,
     Iterable,
-    Iterator,
     Mapping,
 )
 from pathlib import PurePosixPath, PureWindowsPath
@@ -75,7 +73,7 @@ from ._errors import (
     UnsupportedMessageError,
 )
 from ._status import device_name
-from ._uid import new_uid
+from ._uid import EventUids, new_uid
 
 __all__ = [
     "Emit",
@@ -314,12 +312,7 @@ class _Stream:
         self.configs: dict[int, tuple[Any, Mapping[str, Any]]] = {}
         self.seq = 1  # the seq_num of the next event
         self.checked = False  # has an event of the current descriptor been validated?
-        self.uids = _event_uids()
-
-
-def _event_uids() -> Iterator[str]:
-    prefix = new_uid()[:24]  # 8-4-4-4- of a random uuid4; the last 12 digits count
-    return (f"{prefix}{n:012x}" for n in itertools.count(1))
+        self.uids = EventUids()
 
 
 async def _describe(obj: Any, collect: bool = False) -> dict[str, Any]:
@@ -807,7 +800,7 @@ class RunBundler:
         first = stream.seq
         stream.seq = first + n
         doc = {
-            "uid": list(itertools.islice(stream.uids, n)),
+            "uid": stream.uids.take(n),
             "time": times,
             "descriptor": stream.uid,
             "seq_num": list(range(first, first + n)),

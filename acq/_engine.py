@@ -52,8 +52,12 @@ class RunEngine:
         md_normalizer: called with the merged metadata before it is checked; returns the
             metadata to use (e.g. with its keys lower-cased), or raises to refuse the run.
         scan_id_source: called with ``RE.md`` (sync or ``async def``) for each run's
-            scan_id, instead of one more than ``RE.md['scan_id']`` (e.g. a facility's
-            scan-number service).
+            scan_id (e.g. a facility's scan-number service), instead of the default:
+            with a catalog, the catalog numbers the runs it stores, one more than the
+            highest scan_id it holds and than ``RE.md['scan_id']``, safe with several
+            engines and processes (:meth:`~acq.catalog.Catalog.next_scan_id`); with
+            ``catalog=None``, one more than ``RE.md['scan_id']``. Either way the run's
+            scan_id is written back to ``RE.md['scan_id']``.
         handle_sigint: take Ctrl-C while a plan runs (main thread only): the first asks
             for a deferred pause, a second within 10 s for a pause now.
         record_interruptions: record each pause, resume and suspension as an event of
@@ -313,7 +317,7 @@ class RunEngine:
             stash=self.md,
             md_validator=self.md_validator,
             md_normalizer=self.md_normalizer,
-            scan_id_source=self.scan_id_source,
+            scan_id_source=self._scan_id_source(),
             call_md=md,
             inferred=inferred,
         )
@@ -335,6 +339,12 @@ class RunEngine:
         )
         self._deferred_left = False
         return await self._execute(self._execution)
+
+    def _scan_id_source(self) -> Callable[[dict[str, Any]], Any] | None:
+        """``RE.scan_id_source``; without one, the catalog's (None: from ``RE.md``)."""
+        if self.scan_id_source is None and self.catalog is not None:
+            return self.catalog.next_scan_id  # runs in one catalog never share a scan_id
+        return self.scan_id_source
 
     def _check_call(self, md: dict[str, Any]) -> None:
         """Refuse a call before anything acts: engine busy, too deep, bad metadata."""

@@ -9,7 +9,10 @@ Precedence, highest first:
 4. ``RE.md``, the stash kept for every run (any mutable mapping, e.g. a PersistentDict).
 
 ``uid`` and ``time`` are reserved. ``scan_id`` increments from ``RE.md['scan_id']``
-(1 after ``RE.md.clear()``) and is written back only when the run really opens.
+(1 after ``RE.md.clear()``) and is written back only when the run really opens -- with
+``catalog=None``; an engine with a catalog takes it from the catalog (one more than any
+it handed out or stored, or than ``RE.md['scan_id']``; ``acq/catalog/_scan_ids.py``), and
+a ``scan_id_source`` given to the engine wins over both.
 ``owner``, ``group``, ``project`` must be strings when not blank; ``sample`` a string or
 a dict; values are strings, numbers, booleans, None, lists/tuples and (nested) dicts.
 Every violation is a :class:`MetadataError` naming the key, raised before any document of

@@ -15,12 +15,13 @@ whose uid starts with "3f2a".
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import event_model
 
 from ._codec import PACKED_EVENTS, loads
+from ._columns import decode, is_columnar
 from ._config import Location, default_location, location
 from ._io import io_thread
 from ._search import Query, as_queries
@@ -176,6 +177,22 @@ class Catalog(Results):
             self._store = shared_store(self.location)
         return self._store
 
+    async def next_scan_id(self, md: Mapping[str, Any] | None = None) -> int:
+        """Reserve a new run's scan_id: a ``RunEngine``'s default ``scan_id_source``.
+
+        One more than the highest scan_id this catalog has handed out or stored, and
+        than ``md['scan_id']`` (``RE.md``'s) -- reserved in one transaction, so engines
+        in any number of processes sharing the catalog never get the same one (see
+        ``_scan_ids.py``). Awaitable: the database work runs on the catalog's I/O thread.
+
+        Raises:
+            MetadataError: ``md['scan_id']`` is not an integer.
+            CatalogError: the catalog cannot be opened or written.
+        """
+        from ._scan_ids import reserve_scan_id
+
+        return await reserve_scan_id(self.location, {} if md is None else md)
+
     def close(self) -> None:
         """Flush the store (if any) and close the database connections (reopened on use)."""
         if self._store is not None:
@@ -216,7 +233,7 @@ class Run:
         from ._queries import fetch_documents
 
         rows = _run(fetch_documents(_database(self.location), self.uid, names=["descriptor"]))
-        found = [(str(loads(body).get("name", "primary")), body) for _, _, _, body in rows]
+        found = [(str(loads(row[3]).get("name", "primary")), row[3]) for row in rows]
         if self.stop is not None:
             self._descriptors = found
         return found
@@ -255,8 +272,10 @@ class Run:
                     _database(self.location), self.uid, after=after, limit=_DOCUMENTS_PAGE
                 )
             )
-            for _seq, name, _descriptor, body in rows:
+            for _seq, name, _descriptor, body, blob in rows:
                 doc = loads(body)
+                if is_columnar(doc):
+                    doc = decode(doc, blob)
                 if name == PACKED_EVENTS:
                     for event in _unpack(doc):
                         yield "event", dict(event)

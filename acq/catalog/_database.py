@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any
 
-from sqlalchemy import event, insert, select, text
+from sqlalchemy import event, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ._codec import index_dumps, loads
@@ -95,6 +96,9 @@ class Database:
                     await conn.execute(
                         insert(catalog_meta).values(key="schema", value=str(SCHEMA_VERSION))
                     )
+                elif found == "1":
+                    await _upgrade_from_1(conn, self.dialect)
+                    found = str(SCHEMA_VERSION)
         except CatalogError:
             raise
         except Exception as exc:
@@ -121,8 +125,41 @@ class Database:
         return f"Database({str(self.location)!r})"
 
 
+async def _upgrade_from_1(conn: Any, dialect: str) -> None:
+    """Version 1 to 2: the document log gets its ``columns`` blob (old rows keep JSON)."""
+    blob = "BYTEA" if dialect == "postgresql" else "BLOB"
+    await conn.execute(text(f"ALTER TABLE documents ADD COLUMN columns {blob}"))
+    await conn.execute(
+        update(catalog_meta).where(catalog_meta.c.key == "schema").values(value=str(SCHEMA_VERSION))
+    )
+
+
 def _casefold(value: Any) -> Any:
     return value.casefold() if isinstance(value, str) else value
+
+
+_WAL_TRIES = 100  # x 50 ms: how long a new file waits for another process to let go
+
+
+def _wal(cursor: Any) -> None:
+    """Put the database in WAL mode (once per file; it stays so).
+
+    Switching needs the file to itself, and SQLite answers "database is locked" at once
+    (no busy timeout) while another process holds it -- two processes opening a new
+    catalog together: so look first, and wait a little for the other one.
+    """
+    for _ in range(_WAL_TRIES):
+        try:
+            cursor.execute("PRAGMA journal_mode")
+            if str(cursor.fetchone()[0]).lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:
+            if "locked" not in str(exc):
+                raise
+        time.sleep(0.05)
+    cursor.execute("PRAGMA journal_mode=WAL")  # a last try: its error says what is wrong
 
 
 def _sqlite_events(engine: AsyncEngine, begin: str) -> None:
@@ -130,7 +167,7 @@ def _sqlite_events(engine: AsyncEngine, begin: str) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:  # pyright: ignore[reportUnusedFunction]
         dbapi_connection.isolation_level = None  # transactions begin in _on_begin
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _wal(cursor)
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
         dbapi_connection.create_function("acq_casefold", 1, _casefold, deterministic=True)

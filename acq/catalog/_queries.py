@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import (
     Boolean,
@@ -53,7 +53,18 @@ from ._search import (
     TimeRange,
 )
 
-__all__ = ["RunRow", "count", "fetch_runs", "by_scan_id", "by_uid", "fetch_documents"]
+__all__ = [
+    "DocumentRow",
+    "RunRow",
+    "count",
+    "fetch_runs",
+    "by_scan_id",
+    "by_uid",
+    "fetch_documents",
+]
+
+DocumentRow: TypeAlias = tuple[int, str, str | None, str, bytes | None]
+"""``(seq, name, descriptor, body, columns)``: one row of a run's document log."""
 
 Predicate = Callable[[Any, Any], ColumnElement[bool]]  # (value, type) -> condition
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
@@ -308,11 +319,15 @@ async def fetch_documents(
     descriptors: Sequence[str] | None = None,
     after: int = -1,
     limit: int | None = None,
-) -> list[tuple[int, str, str | None, str]]:
-    """Rows ``(seq, name, descriptor, body)`` of the document log of ``run_uid``, in order."""
+) -> list[DocumentRow]:
+    """Rows ``(seq, name, descriptor, body, columns)`` of the log of ``run_uid``, in order."""
     engine = await db.engine()
     statement = select(
-        documents.c.seq, documents.c.name, documents.c.descriptor, documents.c.body
+        documents.c.seq,
+        documents.c.name,
+        documents.c.descriptor,
+        documents.c.body,
+        documents.c.columns,
     ).where(documents.c.run_uid == run_uid, documents.c.seq > after)
     if names is not None:
         statement = statement.where(documents.c.name.in_(list(names)))
@@ -322,4 +337,6 @@ async def fetch_documents(
     if limit is not None:
         statement = statement.limit(limit)
     async with engine.connect() as conn:
-        return [(r.seq, r.name, r.descriptor, r.body) for r in await conn.execute(statement)]
+        return [
+            (r.seq, r.name, r.descriptor, r.body, r.columns) for r in await conn.execute(statement)
+        ]

@@ -6,8 +6,12 @@
 * ``documents`` -- the document log: every document of every run, in the order the
   engine emitted it (``seq`` counts from 0 per run), as JSON text. Consecutive Events
   of one stream are kept together as one packed row (``name = 'events'``, an Event
-  Page in form) and replayed as the Events they were.
-* ``catalog_meta`` -- the schema version.
+  Page in form) and replayed as the Events they were. The numbers of an Event Page (or
+  of packed Events) are kept as column chunks in the row's ``columns`` blob, its body
+  a header saying where each column is (``_columns.py``).
+* ``catalog_meta`` -- the schema version (2: the ``columns`` blob; a version-1 catalog
+  gets the column when first opened, and its rows stay readable as they are) and
+  ``last_scan_id``, the last scan_id reserved (``_scan_ids.py``).
 
 A run whose row has no ``stop`` never got its Stop stored: it is still running, or its
 process died (the documents committed before are all there).
@@ -24,6 +28,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -35,7 +40,7 @@ from ._codec import PACKED_EVENTS
 
 __all__ = ["SCHEMA_VERSION", "metadata", "runs", "documents", "catalog_meta", "PACKED_EVENTS"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Json = JSON().with_variant(JSONB(), "postgresql")
 
@@ -70,6 +75,7 @@ documents = Table(
     Column("name", String(32), nullable=False),
     Column("descriptor", String(80), nullable=True),
     Column("body", Text, nullable=False),
+    Column("columns", LargeBinary, nullable=True),
 )
 
 Index("ix_documents_run_name", documents.c.run_uid, documents.c.name)

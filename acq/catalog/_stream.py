@@ -18,11 +18,12 @@ from __future__ import annotations
 import contextlib
 import importlib
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
 from ._codec import PACKED_EVENTS, loads
+from ._columns import columns, is_columnar
 from ._external import ExternalArray, Piece, path_of
 
 __all__ = ["StreamData", "build_stream_data"]
@@ -133,10 +134,77 @@ def _lazy(column: ExternalArray) -> Any:
     return indexing.LazilyIndexedArray(_Backend())
 
 
+class _Chunk(NamedTuple):
+    """One stored row of a stream: its events' columns (arrays or lists)."""
+
+    n: int
+    time: Any
+    seq_num: Any
+    data: Mapping[str, Any]
+    timestamps: Mapping[str, Any]
+
+
+def _chunk(row_name: str, doc: dict[str, Any], blob: bytes | None) -> _Chunk:
+    if row_name == "event":
+        return _Chunk(
+            1,
+            [doc["time"]],
+            [doc["seq_num"]],
+            {k: [v] for k, v in doc["data"].items()},
+            {k: [v] for k, v in doc["timestamps"].items()},
+        )
+    if is_columnar(doc):
+        found = columns(doc, blob)
+        keys = doc["keys"]
+        return _Chunk(
+            doc["n"],
+            found["time"],
+            found["seq_num"],
+            {k: found[f"data.{k}"] for k in keys.get("data", ())},
+            {k: found[f"timestamps.{k}"] for k in keys.get("timestamps", ())},
+        )
+    return _Chunk(len(doc["seq_num"]), doc["time"], doc["seq_num"], doc["data"], doc["timestamps"])
+
+
+def _add_datum_rows(chunks: list[_Chunk], datums: list[dict[str, Any]]) -> None:
+    """Rows for the events that only Stream Datums tell of (a flown detector's frames).
+
+    Such events have no Event documents: no time (NaN) and no inline data (gaps).
+    """
+    if not datums:
+        return
+    told = {n for d in datums for n in range(d["seq_nums"]["start"], d["seq_nums"]["stop"])}
+    for chunk in chunks:
+        told.difference_update(np.asarray(chunk.seq_num).tolist())
+    if not told:
+        return
+    missing = sorted(told)
+    breaks = [i for i in range(1, len(missing)) if missing[i] != missing[i - 1] + 1]
+    for start, stop in zip([0, *breaks], [*breaks, len(missing)], strict=True):
+        run = missing[start:stop]
+        chunks.append(_Chunk(len(run), [np.nan] * len(run), run, {}, {}))
+    chunks.sort(key=lambda c: int(np.asarray(c.seq_num)[0]) if c.n else 0)  # seq_num order
+
+
+def _gather(parts: Sequence[Any], sizes: Sequence[int]) -> Any:
+    """One column from its chunks: arrays joined as they are, else one list (None: gaps)."""
+    if parts and all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(parts)  # a copy: writable, and the blobs can go
+    out: list[Any] = []
+    for part, size in zip(parts, sizes, strict=True):
+        if part is None:
+            out.extend([None] * size)
+        elif isinstance(part, np.ndarray):
+            out.extend(cast("list[Any]", part.tolist()))
+        else:
+            out.extend(part)
+    return out
+
+
 def build_stream_data(
     name: str,
     descriptor_bodies: Sequence[str],
-    rows: Sequence[tuple[int, str, str | None, str]],
+    rows: Sequence[tuple[int, str, str | None, str, bytes | None]],
     resources: Mapping[str, Mapping[str, Any]],
 ) -> StreamData:
     """Columns from the stream's descriptors and its event/stream-datum rows (in order)."""
@@ -146,52 +214,42 @@ def build_stream_data(
         data_keys.update(descriptor.get("data_keys", {}))
     external = {k for k, dk in data_keys.items() if dk.get("external")}
     inline = [k for k in data_keys if k not in external]
-    times: list[float] = []
-    seqs: list[int] = []
-    values: dict[str, list[Any]] = {k: [] for k in inline}
-    stamps: dict[str, list[Any]] = {k: [] for k in data_keys}
+    chunks: list[_Chunk] = []
     datums: list[dict[str, Any]] = []
-    for _seq, row_name, _descriptor, body in rows:
+    for _seq, row_name, _descriptor, body, blob in rows:
         doc = loads(body)
         if row_name == "stream_datum":
             datums.append(doc)
-            continue
-        if row_name == "event":
-            n = 1
-            times.append(doc["time"])
-            seqs.append(doc["seq_num"])
-            data = {k: [v] for k, v in doc["data"].items()}
-            ts = {k: [v] for k, v in doc["timestamps"].items()}
         else:
-            n = len(doc["seq_num"])
-            times.extend(doc["time"])
-            seqs.extend(doc["seq_num"])
-            data, ts = doc["data"], doc["timestamps"]
-        for key in inline:
-            values[key].extend(data.get(key) or [None] * n)
-        for key in data_keys:
-            stamps[key].extend(ts.get(key) or [None] * n)
-    columns: dict[str, Any] = {k: _column(values[k], data_keys[k]) for k in inline}
-    columns.update(_external_columns(external, datums, seqs, resources, data_keys))
-    timestamps = {
-        k: np.asarray([np.nan if t is None else t for t in v], dtype=float)
-        for k, v in stamps.items()
-        if any(t is not None for t in v)
+            chunks.append(_chunk(row_name, doc, blob))
+    _add_datum_rows(chunks, datums)
+    sizes = [c.n for c in chunks]
+    times = np.asarray(_gather([c.time for c in chunks], sizes), dtype=float)
+    seqs = np.asarray(_gather([c.seq_num for c in chunks], sizes), dtype=np.int64)
+    columns_: dict[str, Any] = {
+        k: _column(_gather([c.data.get(k) for c in chunks], sizes), data_keys[k]) for k in inline
     }
+    columns_.update(_external_columns(external, datums, seqs, resources, data_keys))
+    timestamps: dict[str, np.ndarray[Any, Any]] = {}
+    for key in data_keys:
+        parts = [c.timestamps.get(key) for c in chunks]
+        if any(p is not None for p in parts):
+            stamps = _gather(parts, sizes)
+            timestamps[key] = (
+                stamps
+                if isinstance(stamps, np.ndarray)
+                else np.asarray([np.nan if t is None else t for t in stamps], dtype=float)
+            )
     order = {k: i for i, k in enumerate(data_keys)}
-    columns = dict(sorted(columns.items(), key=lambda kv: order[kv[0]]))
-    return StreamData(
-        name,
-        columns,
-        np.asarray(times, dtype=float),
-        np.asarray(seqs, dtype=np.int64),
-        timestamps,
-        descriptors,
-    )
+    columns_ = dict(sorted(columns_.items(), key=lambda kv: order[kv[0]]))
+    return StreamData(name, columns_, times, seqs, timestamps, descriptors)
 
 
-def _column(values: list[Any], data_key: Mapping[str, Any]) -> np.ndarray[Any, Any]:
+def _column(values: Any, data_key: Mapping[str, Any]) -> np.ndarray[Any, Any]:
     """One inline data key as an array (NaN for gaps in numbers)."""
+    if isinstance(values, np.ndarray):  # joined column chunks: numbers, no gaps
+        return _as_declared(cast("np.ndarray[Any, Any]", values), data_key)
+    values = cast("list[Any]", values)
     kind = data_key.get("dtype")
     if kind == "string":
         return _objects(values)
@@ -202,8 +260,13 @@ def _column(values: list[Any], data_key: Mapping[str, Any]) -> np.ndarray[Any, A
         array = np.asarray(values)
     except ValueError:  # ragged arrays
         return _objects(values)
+    return array if missing else _as_declared(array, data_key)
+
+
+def _as_declared(array: np.ndarray[Any, Any], data_key: Mapping[str, Any]) -> np.ndarray[Any, Any]:
+    """Numbers in the descriptor's ``dtype_numpy``, when it gives one."""
     dtype_numpy = data_key.get("dtype_numpy")
-    if dtype_numpy and not missing and array.dtype.kind in "biuf":
+    if dtype_numpy and array.dtype.kind in "biuf":
         with contextlib.suppress(TypeError, ValueError):
             array = array.astype(np.dtype(dtype_numpy), copy=False)
     return array
@@ -218,12 +281,14 @@ def _objects(values: list[Any]) -> np.ndarray[Any, Any]:
 def _external_columns(
     keys: set[str],
     datums: list[dict[str, Any]],
-    seqs: list[int],
+    seqs: np.ndarray[Any, Any],
     resources: Mapping[str, Mapping[str, Any]],
     data_keys: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, ExternalArray]:
     """One :class:`ExternalArray` per file-backed key, from the Stream Datums."""
-    position = {s: i for i, s in enumerate(seqs)}
+    if not keys or not datums:
+        return {}
+    position = {s: i for i, s in enumerate(cast("list[int]", seqs.tolist()))}
     pieces: dict[str, list[Piece]] = {k: [] for k in keys}
     shapes: dict[str, list[int]] = {}  # element shape a resource declares
     for datum in datums:

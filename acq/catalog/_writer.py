@@ -3,7 +3,8 @@
 Runs in the catalog's I/O thread (see ``_store.py`` for the queue that feeds it).
 :class:`Batcher` turns a batch of queued documents into rows -- numbering each run's
 documents, packing consecutive Events of one stream into one row, and moving large
-arrays to HDF5 (``_external.py``) -- and :func:`commit` writes them in one transaction.
+arrays to HDF5 (``_external.py``), the numbers of pages into column chunks
+(``_columns.py``) -- and :func:`commit` writes them in one transaction.
 A document that cannot be stored fails its run only; a failed transaction fails every
 run that had documents in it.
 """
@@ -13,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from event_model import pack_event_page
 from sqlalchemy import insert, update
 
 from ._codec import describe_unstorable, dumps, index_copy
+from ._columns import encode
 from ._config import CatalogError
 from ._database import Database
 from ._external import ExternalFiles
@@ -117,7 +119,15 @@ class Batcher:
             raise CatalogError(f"a {name!r} document of run {run!r}, whose Start was not stored")
         return log
 
-    def _row(self, log: _RunLog, name: str, doc: Any, descriptor: str | None, batch: Batch) -> None:
+    def _row(
+        self,
+        log: _RunLog,
+        name: str,
+        doc: Any,
+        descriptor: str | None,
+        batch: Batch,
+        blob: bytes | None = None,
+    ) -> None:
         try:
             body = dumps(doc)
         except (TypeError, ValueError):
@@ -129,9 +139,17 @@ class Batcher:
                 "name": name,
                 "descriptor": descriptor,
                 "body": body,
+                "columns": blob,
             }
         )
         log.seq += 1
+
+    def _page_row(
+        self, log: _RunLog, name: str, page: dict[str, Any], descriptor: str, batch: Batch
+    ) -> None:
+        """An Event Page (or packed Events) as column chunks (``_columns.py``)."""
+        header, blob = encode(page)
+        self._row(log, name, header, descriptor, batch, blob or None)
 
     def _document(self, run: str, name: str, doc: dict[str, Any], batch: Batch) -> None:
         if name == "start":
@@ -158,7 +176,8 @@ class Batcher:
         if name == "descriptor":
             self._row(log, name, log.files.descriptor(doc), doc["uid"], batch)
         elif name == "event_page":
-            self._row(log, name, self._external_page(log, doc, batch), doc["descriptor"], batch)
+            page = self._external_page(log, doc, batch)
+            self._page_row(log, name, page, doc["descriptor"], batch)
         elif name == "stop":
             self._row(log, name, doc, None, batch)
             stop = index_copy(doc)
@@ -195,7 +214,8 @@ class Batcher:
         if len(events) == 1:
             self._row(log, "event", events[0], descriptor, batch)
         else:
-            self._row(log, PACKED_EVENTS, pack_event_page(*events), descriptor, batch)  # type: ignore[arg-type]
+            page = cast(dict[str, Any], pack_event_page(*events))  # type: ignore[arg-type]
+            self._page_row(log, PACKED_EVENTS, page, descriptor, batch)
 
     def _external_page(self, log: _RunLog, page: dict[str, Any], batch: Batch) -> dict[str, Any]:
         descriptor = page["descriptor"]

@@ -4,6 +4,9 @@ Four sources, highest precedence first: ``RE(...)`` keywords, the plan's ``md``
 (``open_run`` keywords), inferred (``plan_name``, ``plan_type``, ``versions``), ``RE.md``.
 Every violation is a MetadataError naming the key, raised before any document of the
 run is emitted.
+
+These are ``RE.md``'s rules, so the engines here have no catalog: with one, the catalog
+numbers the runs it stores (``tests/catalog/test_scan_ids.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,12 @@ from support import DocChecker, Signal
 
 from acq import MetadataError, Msg, RunEngine
 from acq._persistent import PersistentDict
+
+
+@pytest.fixture
+def RE(bare_RE: RunEngine) -> RunEngine:
+    """An engine without a catalog (scan_id from ``RE.md``), documents checked."""
+    return bare_RE
 
 
 def one_run(**md: Any):
@@ -527,7 +536,7 @@ async def test_re_md_can_be_any_mutable_mapping(
 async def test_re_md_given_to_the_constructor_is_used(checker: DocChecker) -> None:
     stash = RecordingMapping()
     stash["scan_id"] = 10
-    RE = RunEngine(stash)
+    RE = RunEngine(stash, catalog=None)
     RE.subscribe(checker, thread=False)
     assert RE.md is stash
     await RE(one_run())
@@ -538,12 +547,12 @@ async def test_re_md_given_to_the_constructor_is_used(checker: DocChecker) -> No
 async def test_persistent_dict_keeps_scan_id_across_run_engines_sharing_its_directory(
     checker: DocChecker, tmp_path: Path
 ) -> None:
-    first = RunEngine(PersistentDict(tmp_path))
+    first = RunEngine(PersistentDict(tmp_path), catalog=None)
     first.subscribe(checker, thread=False)
     first.md["beamline"] = "ISS"
     await first(runs({}, {}))
     # A new session: a new RunEngine with a new PersistentDict on the same directory.
-    second = RunEngine()
+    second = RunEngine(catalog=None)
     second.md = PersistentDict(tmp_path)
     second.subscribe(checker, thread=False)
     kept = dict(second.md)

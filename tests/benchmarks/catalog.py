@@ -13,6 +13,12 @@
   a numeric range and a text search (best of 3).
 * **read**: a 100 000-event run written by the engine, then ``run.primary.read()``
   and ``.to_pandas()`` (best of 3).
+* **fly**: a 1 000 000-point fly scan of the sim ``Flyer`` (pages of 100 000 points, two
+  float64 columns and time: 24 raw bytes a point) stored by the engine -- points/s of
+  ``await RE(fly(...))``, which returns once the run is committed, against the same scan
+  with ``catalog=None`` --, the bytes it added on disk per point (SQLite: the database and
+  its WAL; PostgreSQL: the tables' size) and ``read()`` of the stream in points/s
+  (targets: >= 1 M points/s stored, <= 1.5x the raw bytes, read >= 10 M points/s).
 
 PostgreSQL: a throwaway server from the machine's binaries (``postgres.py``; fsync on,
 as in production) unless ``--postgres-url`` names one; skipped with a note when the
@@ -28,7 +34,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +45,8 @@ from .__main__ import Detector, Motor, count_plan
 from .postgres import PostgresServer, find_bin_dir
 
 SIZES = {"full": (20_000, 10_000, 100_000), "quick": (2_000, 500, 5_000)}
+FLY_POINTS = {"full": 1_000_000, "quick": 20_000}
+RAW_BYTES_PER_POINT = 24  # two float64 columns and the time
 
 
 def _best(fn: Callable[[], Any], repeat: int = 3) -> float:
@@ -152,6 +160,72 @@ def read(url: str, n: int) -> dict[str, float]:
         RE.catalog.close()
 
 
+def fly(url: str, points: int, disk: Callable[[], Awaitable[int]]) -> dict[str, float]:
+    """A fly scan stored, its size on disk, and its stream read back (see the docstring)."""
+    from acq.devices.sim import Flyer
+    from acq.plans import fly as fly_plan
+
+    async def measure() -> tuple[float, float, int, int]:
+        flyer = Flyer("flyer", num_points=points, page_size=100_000, points_per_second=0)
+        await flyer.connect()
+        bare = acq.RunEngine(catalog=None, handle_sigint=False)
+        storing = acq.RunEngine(catalog=url, handle_sigint=False)
+        await storing(fly_plan([flyer]))  # warm up: open the database, import SQLAlchemy
+        t_bare = min([await _timed(bare, fly_plan([flyer])) for _ in range(2)])
+        before = await disk()
+        t_store = min([await _timed(storing, fly_plan([flyer])) for _ in range(2)])
+        return t_bare, t_store, before, await disk()
+
+    t_bare, t_store, before, after = asyncio.run(measure())
+    catalog = Catalog(url)
+    try:
+        run = catalog[-1]
+        seconds = _best(lambda: run.flyer.read())
+        if len(run.flyer.read().time) != points:
+            raise RuntimeError("catalog benchmark: the fly scan read back is incomplete")
+    finally:
+        catalog.close()
+    return {
+        "points": points,
+        "stored_points_per_s": points / t_store,
+        "bare_points_per_s": points / t_bare,
+        "bytes_per_point": (after - before) / (2 * points),  # two runs stored in between
+        "read_points_per_s": points / seconds,
+    }
+
+
+async def _timed(RE: acq.RunEngine, plan: Any) -> float:
+    t0 = time.perf_counter()
+    result = await RE(plan)
+    if result.exit_status != "success":
+        raise RuntimeError(f"catalog benchmark: the scan ended with {result.exit_status}")
+    return time.perf_counter() - t0
+
+
+def _sqlite_bytes(path: Path) -> Callable[[], Awaitable[int]]:
+    async def size() -> int:
+        return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+    return size
+
+
+def _postgres_bytes(url: str) -> Callable[[], Awaitable[int]]:
+    import asyncpg  # the catalog's own PostgreSQL driver
+
+    async def size() -> int:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            return int(
+                await conn.fetchval(
+                    "SELECT pg_total_relation_size('documents') + pg_total_relation_size('runs')"
+                )
+            )
+        finally:
+            await conn.close()
+
+    return size
+
+
 @contextlib.contextmanager
 def _postgres(url: str | None) -> Iterator[Callable[[], str] | str]:
     if url is not None:
@@ -177,6 +251,7 @@ def run(
 ) -> dict[str, Any]:
     """Every measurement on every backend; prints a table, returns the numbers."""
     n_write, n_runs, n_read = SIZES["quick" if quick else "full"]
+    n_fly = FLY_POINTS["quick" if quick else "full"]
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="acq-catalog-bench-") as folder:
         for backend in backends:
@@ -186,6 +261,8 @@ def run(
                     return str(Path(folder) / f"{name}.db")
 
                 results[backend] = _measure(urls, n_write, n_runs, n_read)
+                fly_db = Path(folder) / "fly.db"
+                results[backend]["fly"] = fly(str(fly_db), n_fly, _sqlite_bytes(fly_db))
                 continue
             with _postgres(postgres_url) as pg:
                 if isinstance(pg, str) and "://" not in pg:
@@ -193,8 +270,11 @@ def run(
                     continue
                 if isinstance(pg, str):
                     results[backend] = _measure(lambda _name: pg, n_write, n_runs, n_read)
+                    fly_url = pg
                 else:
                     results[backend] = _measure(lambda _name: pg(), n_write, n_runs, n_read)
+                    fly_url = pg()
+                results[backend]["fly"] = fly(fly_url, n_fly, _postgres_bytes(fly_url))
     print(format_results(results))
     return results
 
@@ -226,6 +306,14 @@ def format_results(results: dict[str, Any]) -> str:
             f"  {backend:<10} read   {rd['events']:>7} events  read() {rd['read_s']:.3f} s"
             f"  to_pandas() {rd['to_pandas_s']:.3f} s",
         ]
+        f = r["fly"]
+        lines.append(
+            f"  {backend:<10} fly    {f['points']:>7} points"
+            f"  stored {f['stored_points_per_s']:,.0f} points/s"
+            f" (catalog=None {f['bare_points_per_s']:,.0f})"
+            f"  {f['bytes_per_point']:.1f} bytes/point ({RAW_BYTES_PER_POINT} raw)"
+            f"  read {f['read_points_per_s']:,.0f} points/s"
+        )
     return "\n".join(lines)
 
 

@@ -106,7 +106,9 @@ async def test_liveplot_draws_several_fields_and_overlays_runs_with_a_legend(
     det, det2 = Square("det", motor), Square("det2", motor)
     plot = LivePlot(["det", "det2"], "motor", legend_keys=["sample"])
     await RE(scan([det, det2], motor, 0, 2, 3), plot, sample="Si")
+    si = RE.md["scan_id"]  # numbered by the session's catalog: not 1
     await RE(scan([det, det2], motor, -1, 1, 5), plot, sample="Ge")
+    ge = RE.md["scan_id"]
     await plot.wait_drawn()
 
     fig = plot.figure
@@ -117,8 +119,8 @@ async def test_liveplot_draws_several_fields_and_overlays_runs_with_a_legend(
     assert column(fig, "det2#2", "y") == [1.0, 0.25, 0.0, 0.25, 1.0]
     legend = fig.select_one({"type": Legend})
     labels = [item.label.value for item in legend.items]
-    assert labels == ["det  scan 1  sample=Si", "det2  scan 1  sample=Si",
-                      "det  scan 2  sample=Ge", "det2  scan 2  sample=Ge"]  # fmt: skip
+    assert labels == [f"det  scan {si}  sample=Si", f"det2  scan {si}  sample=Si",
+                      f"det  scan {ge}  sample=Ge", f"det2  scan {ge}  sample=Ge"]  # fmt: skip
     colours = {r.glyph.line_color for r in fig.select({"type": GlyphRenderer})}
     assert len(colours) == 4, "each line has its own colour"
     assert fig.xaxis[0].axis_label == "motor (mm)"

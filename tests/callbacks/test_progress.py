@@ -24,7 +24,7 @@ async def test_the_bar_counts_to_num_points_and_shows_the_exit_status(RE: RunEng
     out = io.StringIO()
     await RE(scan([Detector("det")], Signal("motor"), 0, 1, 40), ProgressBar(file=out))
     final = out.getvalue().rsplit("\r", 1)[-1]
-    assert final.startswith("scan 1: 100%")
+    assert final.startswith(f"scan {RE.md['scan_id']}: 100%")  # the run's scan_id
     assert "40/40" in final
     assert "exit_status=success" in final
     assert final.endswith("\n")  # closed, left on screen
@@ -48,7 +48,10 @@ async def test_event_pages_advance_by_their_size(RE: RunEngine) -> None:
     await RE(fly([flyer]), ProgressBar(stream="flyer", file=out, min_interval=0))
     # fly() gives no num_points: the bar counts
     draws = out.getvalue().split("\r")[1:]
-    assert [d.split(" [")[0] for d in draws] == [f"fly 1: {n}pt" for n in (0, 10, 20, 25, 25)]
+    scan_id = RE.md["scan_id"]
+    assert [d.split(" [")[0] for d in draws] == [
+        f"fly {scan_id}: {n}pt" for n in (0, 10, 20, 25, 25)
+    ]
     assert "exit_status=success" in draws[-1]
 
 

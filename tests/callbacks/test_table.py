@@ -43,7 +43,7 @@ async def test_a_known_scan_prints_header_rows_with_units_and_precision_and_foot
     uid, (t1, t2, t3), duration = times(checker)
     # det = exp(-x**2 / 2): 0.6065 at x = +-1, 1 at 0; x has precision 3 (mm), det none
     assert lines == [
-        f"scan_id=1  uid={uid}  plan_name=scan",
+        f"scan_id={RE.md['scan_id']}  uid={uid}  plan_name=scan",
         "+---------+--------------+------------+--------------+",
         "| seq_num |         time |     x [mm] | det [counts] |",
         "+---------+--------------+------------+--------------+",

@@ -30,6 +30,7 @@ from ._persistent import PersistentDict
 from ._plan import Plan, PlanFinished, PlanStack, Return, as_plan
 from ._result import RunResult
 from ._state import State
+from ._uid import EventUids
 
 __all__ = [
     "RunEngine",
@@ -44,6 +45,7 @@ __all__ = [
     "State",
     "Subscription",
     "CallbackError",
+    "EventUids",
     # errors
     "AcqError",
     "AcqInternalError",

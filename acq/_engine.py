@@ -30,7 +30,7 @@ from ._documents import call_maybe_async
 from ._errors import RunAborted, RunEngineInterrupted, StateError
 from ._execution import Execution, Paused
 from ._interrupt import Request, SigintHandler, SuspenderRegistry, Suspension
-from ._metadata import check_metadata, library_versions
+from ._metadata import check_metadata, library_versions, next_scan_id
 from ._plan import Plan, as_plan, plan_name
 from ._result import RunResult
 from ._state import State, transition
@@ -342,8 +342,10 @@ class RunEngine:
 
     def _scan_id_source(self) -> Callable[[dict[str, Any]], Any] | None:
         """``RE.scan_id_source``; without one, the catalog's (None: from ``RE.md``)."""
-        if self.scan_id_source is None and self.catalog is not None:
-            return self.catalog.next_scan_id  # runs in one catalog never share a scan_id
+        catalog = self.catalog
+        if self.scan_id_source is None and catalog is not None:
+            # runs in one catalog never share a scan_id; RE.md's is a floor
+            return lambda md: catalog.next_scan_id(at_least=next_scan_id(md))
         return self.scan_id_source
 
     def _check_call(self, md: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ Events are numbered instead (:class:`EventUids`): a random uid's first 24 charac
 once per stream, and a 12-digit hexadecimal counter -- unique like uuid4, cheap one at
 a time, and for an Event Page of a fly scan made all at once with numpy (a tenth of the
 cost of formatting each). The catalog recognises such uids and stores a page's as two
-numbers (``acq/catalog/_columns.py``), using :func:`counted_uids_text` to check them.
+numbers (``acq/catalog/_columns.py``), using :meth:`EventUids.text` to check them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["EventUids", "counted_uids_text", "new_uid"]
+__all__ = ["EventUids", "new_uid"]
 
 _VARIANT = "89ab"
 _random = random.Random(os.urandom(32))
@@ -45,9 +45,19 @@ _HEX_PAIRS = np.frombuffer("".join(f"{i:02x}" for i in range(256)).encode(), dty
 
 
 class EventUids:
-    """The uids of one stream's events: ``next(uids)`` one, :meth:`take` many."""
+    """The uids of one stream's events: ``next(uids)`` one, :meth:`take` many.
+
+    Each is the first :attr:`PREFIX_LENGTH` characters of a random uuid4 (one prefix
+    per stream) and a 12-digit lower-case hexadecimal counter from 1; the counter never
+    goes back, so a replay after a rewind never repeats a uid. The catalog recognises
+    such uids in an Event Page (:meth:`text` makes them all at once) and stores them as
+    two numbers.
+    """
 
     __slots__ = ("next", "prefix")
+
+    PREFIX_LENGTH = PREFIX_LENGTH
+    LENGTH = _UID_LENGTH
 
     def __init__(self) -> None:
         self.prefix = new_uid()[:PREFIX_LENGTH]
@@ -67,10 +77,10 @@ class EventUids:
         self.next += n
         return lines.split("\n")[:n]
 
-
-def counted_uids_text(prefix: str, first: int, n: int) -> str:
-    """``prefix`` + counters ``first`` .. ``first + n - 1`` (12 hex digits), all joined."""
-    return _uid_table(prefix, first, n, newline=False).tobytes().decode("ascii")
+    @staticmethod
+    def text(prefix: str, first: int, n: int) -> str:
+        """The uids ``prefix`` + counter ``first`` .. ``first + n - 1``, joined."""
+        return _uid_table(prefix, first, n, newline=False).tobytes().decode("ascii")
 
 
 def _uid_table(prefix: str, first: int, n: int, newline: bool) -> np.ndarray[Any, Any]:

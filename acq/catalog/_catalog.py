@@ -15,7 +15,7 @@ whose uid starts with "3f2a".
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import event_model
@@ -177,21 +177,21 @@ class Catalog(Results):
             self._store = shared_store(self.location)
         return self._store
 
-    async def next_scan_id(self, md: Mapping[str, Any] | None = None) -> int:
+    async def next_scan_id(self, at_least: int = 1) -> int:
         """Reserve a new run's scan_id: a ``RunEngine``'s default ``scan_id_source``.
 
-        One more than the highest scan_id this catalog has handed out or stored, and
-        than ``md['scan_id']`` (``RE.md``'s) -- reserved in one transaction, so engines
-        in any number of processes sharing the catalog never get the same one (see
-        ``_scan_ids.py``). Awaitable: the database work runs on the catalog's I/O thread.
+        One more than the highest scan_id this catalog has handed out or stored, and at
+        least ``at_least`` (the engine passes one more than ``RE.md['scan_id']``) --
+        reserved in one transaction, so engines in any number of processes sharing the
+        catalog never get the same one (see ``_scan_ids.py``). Awaitable: the database
+        work runs on the catalog's I/O thread.
 
         Raises:
-            MetadataError: ``md['scan_id']`` is not an integer.
             CatalogError: the catalog cannot be opened or written.
         """
         from ._scan_ids import reserve_scan_id
 
-        return await reserve_scan_id(self.location, {} if md is None else md)
+        return await reserve_scan_id(self.location, at_least)
 
     def close(self) -> None:
         """Flush the store (if any) and close the database connections (reopened on use)."""

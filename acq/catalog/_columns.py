@@ -32,7 +32,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from .._uid import PREFIX_LENGTH, counted_uids_text
+from acq import EventUids
 
 __all__ = ["COLUMNAR", "Columns", "columns", "decode", "encode", "is_columnar"]
 
@@ -43,7 +43,7 @@ Columns = dict[str, np.ndarray[Any, Any] | list[Any]]
 
 _DTYPES = {float: "<f8", int: "<i8", bool: "|b1"}
 _PAGE_FIELDS = ("data", "timestamps", "filled")
-_UID_LENGTH = PREFIX_LENGTH + 12
+_UID_LENGTH = EventUids.LENGTH
 
 
 def encode(page: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
@@ -122,12 +122,12 @@ def _uids(uids: list[Any]) -> dict[str, Any] | None:
     if not isinstance(first, str) or len(first) != _UID_LENGTH:
         return None
     try:
-        start = int(first[PREFIX_LENGTH:], 16)
+        start = int(first[EventUids.PREFIX_LENGTH :], 16)
         joined = "".join(uids)  # TypeError: not all strings
     except (TypeError, ValueError):
         return None
-    prefix = first[:PREFIX_LENGTH]
-    if not prefix.isascii() or joined != counted_uids_text(prefix, start, len(uids)):
+    prefix = first[: EventUids.PREFIX_LENGTH]
+    if not prefix.isascii() or joined != EventUids.text(prefix, start, len(uids)):
         return None
     if set(map(len, uids)) != {_UID_LENGTH}:  # the same text, cut elsewhere
         return None
@@ -176,7 +176,7 @@ def _field(spec: Mapping[str, Any], n: int, blob: bytes | None, done: Columns) -
     if "range" in spec:
         return np.arange(spec["range"], spec["range"] + n, dtype=np.int64)
     if "uids" in spec:
-        text = counted_uids_text(spec["uids"], spec["first"], n)
+        text = EventUids.text(spec["uids"], spec["first"], n)
         return [text[i : i + _UID_LENGTH] for i in range(0, _UID_LENGTH * n, _UID_LENGTH)]
     if "same" in spec:
         return done[spec["same"]]

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from .._errors import AcqError
+from acq import AcqError
 
 __all__ = [
     "CatalogError",

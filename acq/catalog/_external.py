@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,6 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
-from .._uid import new_uid
 from ._config import CatalogError
 
 __all__ = ["ExternalFiles", "ExternalArray", "Piece", "large_keys", "path_of", "h5py"]
@@ -76,7 +76,7 @@ class _Segment:
         self.path = path
         self.shape = shape
         self.dtype = dtype
-        self.uid = new_uid()
+        self.uid = str(uuid.uuid4())
         self.count = 0
         self.datums = 0
         rows = max(1, min(1024, _CHUNK_BYTES // max(1, dtype.itemsize * math.prod(shape))))

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from .._errors import AcqInternalError
+from acq import AcqInternalError
 
 __all__ = ["IOThread", "io_thread", "on_exit"]
 

@@ -34,20 +34,17 @@ transaction; two reservations never overlap:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .._metadata import next_scan_id
 from ._config import CatalogError, Location
 from ._database import Database, database
 from ._io import io_thread
 from ._schema import catalog_meta, runs
-from ._store import _short  # pyright: ignore[reportPrivateUsage] -- one error-line format
+from ._writer import short_error
 
 __all__ = ["LAST_SCAN_ID", "reserve_scan_id"]
 
@@ -55,17 +52,15 @@ LAST_SCAN_ID = "last_scan_id"
 """The ``catalog_meta`` key of the last scan_id reserved (decimal text)."""
 
 
-async def reserve_scan_id(where: Location, md: Mapping[str, Any]) -> int:
+async def reserve_scan_id(where: Location, at_least: int) -> int:
     """Reserve the next scan_id in the catalog at ``where``; await it on any event loop.
 
-    ``md`` is ``RE.md`` (a copy): its ``scan_id``, if any, is a floor (see the module
-    docstring for the rule).
+    ``at_least`` is a floor: the engine passes one more than ``RE.md['scan_id']`` (see the
+    module docstring for the rule).
 
     Raises:
-        MetadataError: ``md['scan_id']`` is not an integer.
         CatalogError: the catalog cannot be opened or written; nothing was reserved.
     """
-    at_least = next_scan_id(md)
     return await asyncio.wrap_future(io_thread().submit(_reserve(database(where), at_least)))
 
 
@@ -79,7 +74,7 @@ async def _reserve(db: Database, at_least: int) -> int:
         raise
     except Exception as exc:
         raise CatalogError(
-            f"cannot reserve a scan_id in the catalog {db.location}: {_short(exc)}; no run "
+            f"cannot reserve a scan_id in the catalog {db.location}: {short_error(exc)}; no run "
             "was opened (give the RunEngine a scan_id_source, or catalog=None, to number "
             "runs without it)"
         ) from exc

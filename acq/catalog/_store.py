@@ -2,10 +2,10 @@
 
 The engine calls a critical subscriber inline, once per document, so the call must be
 cheap: :meth:`DocumentStore.__call__` only works out which run the document belongs to
-and appends it to a queue (well under a microsecond for an Event). A writer task on
-the catalog's I/O loop (``_io.py``) takes whatever has queued up, turns it into rows
-(``_writer.py``) and commits it in one transaction: the busier the engine, the bigger
-the batches.
+(the routing: a Descriptor, Resource or Stream Resource names its run; an Event, Datum
+or Stream Datum names one of those) and hands it to the store's :class:`Writer`
+(``_writer.py``), a task on the catalog's I/O loop that commits whatever has queued up
+in one transaction (well under a microsecond for an Event, on the engine's side).
 
 Durability: a run's documents are committed in the order they were emitted. For the
 Start and the Stop the call returns an awaitable that finishes when the document is
@@ -18,28 +18,21 @@ the call returns an awaitable that waits for it to catch up (nothing is dropped)
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import os
-import threading
 import weakref
-from collections import deque
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._config import CatalogError, Location, PerLocation, default_location, location
-from ._io import io_thread, on_exit
-
-if TYPE_CHECKING:
-    from ._writer import Batch, Batcher, Item
+from ._io import on_exit
+from ._writer import Writer, short_error
 
 __all__ = ["DocumentStore", "shared_store"]
 
 logger = logging.getLogger("acq.catalog")
 
-_MAX_BATCH = 20_000  # documents per transaction at most
 _OWNED_BY = {"descriptor": "run_start", "resource": "run_start", "stream_resource": "run_start"}
 
 
@@ -79,17 +72,10 @@ class DocumentStore:
             raise ValueError("inline_limit and max_pending must be at least 1")
         self.inline_limit = inline_limit
         self.max_pending = max_pending
-        self._queue: deque[Item] = deque()
+        self._writer = Writer(self.location, inline_limit, max_pending)
+        self._failed = self._writer.failed  # run uid -> why it could not be stored
         self._owner: dict[str, str] = {}  # descriptor/resource uid -> run uid
         self._owned: dict[str, list[str]] = {}  # open run uid -> its keys in _owner
-        self._failed: dict[str, BaseException] = {}  # run uid -> why it could not be stored
-        self._sleeping = True  # the writer waits for a wake-up
-        self._lock = threading.Lock()
-        self._wakeup: asyncio.Event | None = None
-        self._task: concurrent.futures.Future[None] | None = None
-        self._errors: list[BaseException] = []  # failures since the last flush()
-        self._room: list[concurrent.futures.Future[None]] = []
-        self._closing = False
         _stores.add(self)
 
     def __repr__(self) -> str:
@@ -105,22 +91,12 @@ class DocumentStore:
         if self._failed and run in self._failed:
             self._raise_failure(run, name)
         waiter = concurrent.futures.Future[None]() if name in ("start", "stop") else None
-        self._queue.append((run, name, doc, waiter))
-        if self._sleeping:
-            self._wake()
-        if waiter is not None:
-            return _wait(waiter)
-        if len(self._queue) > self.max_pending:
-            return self._wait_for_room()
-        return None
+        return self._writer.put((run, name, doc, waiter))
 
     def write(self, name: str, doc: dict[str, Any]) -> None:
         """Queue ``doc`` without waiting for anything (bulk loading; see :meth:`flush`)."""
         if name in ("start", "stop"):
-            run = self._route(name, doc)
-            self._queue.append((run, name, doc, None))
-            if self._sleeping:
-                self._wake()
+            self._writer.put_nowait((self._route(name, doc), name, doc, None))
             return
         self(name, doc)
 
@@ -163,173 +139,31 @@ class DocumentStore:
     def _raise_failure(self, run: str, name: str) -> None:
         error = self._failed.pop(run) if name == "stop" else self._failed[run]
         raise CatalogError(
-            f"the catalog {self.location} could not store run {run}: {_short(error)}"
+            f"the catalog {self.location} could not store run {run}: {short_error(error)}"
         ) from error
 
-    # -- the writer --------------------------------------------------------------------
-    def _wake(self) -> None:
-        self._sleeping = False
-        with self._lock:
-            if self._task is None or self._task.done():
-                self._wakeup = asyncio.Event()
-                self._task = io_thread().submit(self._write_forever())
-                return
-        wakeup = self._wakeup
-        if wakeup is not None:
-            io_thread().call_soon(wakeup.set)
-
-    async def _write_forever(self) -> None:
-        from ._database import database
-        from ._writer import Batcher
-
-        batcher = Batcher(self.location.files_dir, self.inline_limit)
-        db = database(self.location)
-        queue = self._queue
-        wakeup = self._wakeup
-        assert wakeup is not None
-        try:
-            while True:
-                if self._room and len(queue) <= self.max_pending // 2:
-                    rooms, self._room = self._room, []
-                    for room in rooms:
-                        if room.set_running_or_notify_cancel():
-                            room.set_result(None)
-                if not queue:
-                    self._sleeping = True
-                    if not queue and not self._room:
-                        await wakeup.wait()
-                    wakeup.clear()
-                    self._sleeping = False
-                    continue
-                items = [queue.popleft() for _ in range(min(len(queue), _MAX_BATCH))]
-                try:
-                    await self._commit(db, batcher, items)
-                except Exception:  # a bug; the writer must go on for the other runs
-                    logger.exception("the catalog writer failed on a batch")
-        finally:
-            for run in list(batcher.runs):
-                batcher.forget(run)
-            with self._lock:
-                self._task = None
-                self._sleeping = True  # the next document starts a writer again
-            if queue and not self._closing:
-                self._wake()  # documents came in while this writer ended
-
-    async def _commit(self, db: Any, batcher: Batcher, items: list[Item]) -> None:
-        from ._writer import commit
-
-        try:
-            batch: Batch = batcher.prepare(items, self._failed)
-        except Exception as exc:  # a bug: fail every run in the batch, keep writing
-            logger.exception("the catalog writer failed to prepare a batch")
-            from ._writer import Batch
-
-            batch = Batch(waiters=[(i[0], i[3]) for i in items if i[3] is not None])
-            batch.runs = {i[0] for i in items if i[0] is not None}
-            batch.failures = dict.fromkeys(batch.runs, exc)
-        try:
-            await commit(db, batch)
-        except Exception as exc:  # noqa: BLE001 -- the runs of the batch fail with it
-            for run in batch.runs:
-                batch.failures.setdefault(run, exc)
-        for run, exc in batch.failures.items():
-            if run not in self._failed:  # newly failed
-                logger.error(
-                    "the catalog %s could not store run %s: %s", self.location, run, _short(exc)
-                )
-                batcher.forget(run)
-                self._errors.append(exc)
-            if run in batch.stopped:
-                self._failed.pop(run, None)  # nothing more will come for it
-            else:
-                self._failed[run] = exc
-        for run, waiter in batch.waiters:
-            if not waiter.set_running_or_notify_cancel():
-                continue  # whoever waited was cancelled
-            error = batch.failures.get(run) if run is not None else None
-            if error is None:
-                waiter.set_result(None)
-            else:
-                failure = CatalogError(
-                    f"the catalog {self.location} could not store run {run}: {_short(error)}"
-                )
-                failure.__cause__ = error
-                waiter.set_exception(failure)
-
-    def _wait_for_room(self) -> Awaitable[None] | None:
-        room = concurrent.futures.Future[None]()
-        self._room.append(room)
-        if self._sleeping:
-            self._wake()
-        return _wait(room)
-
     # -- flushing and closing ----------------------------------------------------------
-    def _marker(self) -> concurrent.futures.Future[None]:
-        done = concurrent.futures.Future[None]()
-        self._queue.append((None, "", None, done))
-        self._wake()
-        return done
-
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything queued so far is committed.
 
         Raises:
             CatalogError: documents queued since the last flush could not be stored.
         """
-        if self._task is None and not self._queue:
-            return
-        self._marker().result(timeout)
-        self._check_errors()
+        self._writer.flush(timeout)
 
     async def aflush(self) -> None:
         """:meth:`flush`, awaitable."""
-        if self._task is None and not self._queue:
-            return
-        await asyncio.wrap_future(self._marker())
-        self._check_errors()
-
-    def _check_errors(self) -> None:
-        errors, self._errors = self._errors, []
-        if errors:
-            raise CatalogError(
-                f"the catalog {self.location} could not store {len(errors)} batch(es): {errors[0]}"
-            ) from errors[0]
+        await self._writer.aflush()
 
     def close(self, timeout: float | None = 60.0) -> None:
         """Flush, stop the writer and close the database connections (reopened on use).
 
         Runs still open lose their writer: close a store only between runs.
         """
-        task = self._task
-        if task is not None:
-            try:
-                self._marker().result(timeout)
-            finally:
-                self._closing = True
-                task.cancel()
-                with contextlib.suppress(concurrent.futures.CancelledError, Exception):
-                    task.result(timeout)
-                self._closing = False
+        self._writer.close(timeout)
         from ._database import database
 
         database(self.location).close()
-
-
-def _short(error: BaseException) -> str:
-    """An error in one line: a database error without the SQL and parameters it carries."""
-    cause = getattr(error, "orig", None) or error
-    text = str(cause) if isinstance(cause, CatalogError) else f"{type(cause).__name__}: {cause}"
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _wait(future: concurrent.futures.Future[None]) -> Awaitable[None] | None:
-    """An awaitable of ``future`` on the running loop; without one, wait here."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        future.result()
-        return None
-    return asyncio.wrap_future(future, loop=loop)
 
 
 _stores: weakref.WeakSet[DocumentStore] = weakref.WeakSet()
@@ -339,7 +173,7 @@ shared_store = PerLocation[DocumentStore](DocumentStore)
 
 def _close_all() -> None:
     for store in list(_stores):
-        if store._task is not None:  # pyright: ignore[reportPrivateUsage]
+        if store._writer.running:  # pyright: ignore[reportPrivateUsage]
             try:
                 store.close(timeout=30)
             except Exception:
@@ -348,9 +182,7 @@ def _close_all() -> None:
 
 def _forget_in_child() -> None:
     for store in list(_stores):
-        store._queue.clear()  # pyright: ignore[reportPrivateUsage]
-        store._task = None  # pyright: ignore[reportPrivateUsage]
-        store._sleeping = True  # pyright: ignore[reportPrivateUsage]
+        store._writer.forget_in_child()  # pyright: ignore[reportPrivateUsage]
 
 
 on_exit(_close_all)

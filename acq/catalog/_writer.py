@@ -1,246 +1,245 @@
-"""The store's writer side: queued documents become rows, a batch one transaction.
+"""The catalog's writer: a task on the I/O loop that commits what the store queues.
 
-Runs in the catalog's I/O thread (see ``_store.py`` for the queue that feeds it).
-:class:`Batcher` turns a batch of queued documents into rows -- numbering each run's
-documents, packing consecutive Events of one stream into one row, and moving large
-arrays to HDF5 (``_external.py``), the numbers of pages into column chunks
-(``_columns.py``) -- and :func:`commit` writes them in one transaction.
-A document that cannot be stored fails its run only; a failed transaction fails every
-run that had documents in it.
+:class:`Writer` owns the queue between the engine's thread (the store appends to it,
+``_store.py``) and the catalog's I/O loop (``_io.py``), where one task takes whatever has
+queued up, turns it into rows (``_rows.py``) and commits it in one transaction: the
+busier the engine, the bigger the batches. It sleeps when the queue is empty and is
+woken by the next document; it keeps which runs could not be stored, so that their next
+document fails fast; and it lets a caller wait for room (``max_pending``) or for
+everything queued so far to be committed (``flush``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, cast
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
 
-from event_model import pack_event_page
-from sqlalchemy import insert, update
+from ._config import CatalogError, Location
+from ._io import io_thread
 
-from ._codec import describe_unstorable, dumps, index_copy
-from ._columns import encode
-from ._config import CatalogError
-from ._database import Database
-from ._external import ExternalFiles
-from ._schema import PACKED_EVENTS, documents, runs
+if TYPE_CHECKING:
+    from ._rows import Batch, Batcher, Item
 
-__all__ = ["Batch", "Batcher", "Item", "commit"]
+__all__ = ["Writer", "short_error", "wait"]
 
-# (run uid, document name, document, waiter): a waiter is resolved once committed
-Item = tuple[str | None, str, Any, Any]
+logger = logging.getLogger("acq.catalog")
 
-
-@dataclass
-class Batch:
-    """What one transaction writes, and who waits for it."""
-
-    starts: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
-    rows: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
-    stops: list[tuple[str, dict[str, Any]]] = field(
-        default_factory=list[tuple[str, dict[str, Any]]]
-    )
-    waiters: list[tuple[str | None, Any]] = field(default_factory=list[tuple[str | None, Any]])
-    runs: set[str] = field(default_factory=set[str])
-    stopped: set[str] = field(default_factory=set[str])
-    failures: dict[str, BaseException] = field(default_factory=dict[str, BaseException])
+_MAX_BATCH = 20_000  # documents per transaction at most
 
 
-class _RunLog:
-    """What the writer keeps for one open run."""
+class Writer:
+    """The queue of one store and the task that commits it."""
 
-    def __init__(self, uid: str, files: ExternalFiles) -> None:
-        self.uid = uid
-        self.seq = 0
-        self.files = files
-
-
-class Batcher:
-    """Turns queued documents into rows, run by run, in order."""
-
-    def __init__(self, files_dir: Path, inline_limit: int) -> None:
-        self.files_dir = files_dir
+    def __init__(self, location: Location, inline_limit: int, max_pending: int) -> None:
+        self.location = location
         self.inline_limit = inline_limit
-        self.runs: dict[str, _RunLog] = {}
+        self.max_pending = max_pending
+        self.failed: dict[str, BaseException] = {}  # run uid -> why it could not be stored
+        self._queue: deque[Item] = deque()
+        self._sleeping = True  # the writer waits for a wake-up
+        self._lock = threading.Lock()
+        self._wakeup: asyncio.Event | None = None
+        self._task: concurrent.futures.Future[None] | None = None
+        self._errors: list[BaseException] = []  # failures since the last flush()
+        self._room: list[concurrent.futures.Future[None]] = []
+        self._closing = False
 
-    def prepare(self, items: Iterable[Item], failed: dict[str, BaseException]) -> Batch:
-        """Rows for ``items``; documents of runs in ``failed`` are skipped."""
-        batch = Batch()
-        packs: dict[str, list[dict[str, Any]]] = {}  # run -> Events of one stream, waiting
-        for run, name, doc, waiter in items:
-            if waiter is not None:
-                batch.waiters.append((run, waiter))
-            if run is None:
-                continue
-            if run in failed or run in batch.failures:
-                batch.failures.setdefault(run, failed.get(run) or batch.failures[run])
-                if name == "stop":
-                    batch.stopped.add(run)
-                continue
-            batch.runs.add(run)
-            try:
-                if name == "event":
-                    pack = packs.get(run)
-                    if pack is not None and pack[0]["descriptor"] == doc["descriptor"]:
-                        pack.append(doc)
-                        continue
-                    if pack is not None:
-                        self._events(run, pack, batch)
-                    packs[run] = [doc]
-                    continue
-                pack = packs.pop(run, None)
-                if pack is not None:
-                    self._events(run, pack, batch)
-                self._document(run, name, doc, batch)
-            except Exception as exc:  # noqa: BLE001 -- fails this run, not the batch
-                packs.pop(run, None)
-                batch.failures[run] = exc
-        for run, pack in packs.items():
-            try:
-                self._events(run, pack, batch)
-            except Exception as exc:  # noqa: BLE001 -- fails this run, not the batch
-                batch.failures[run] = exc
-        for run in batch.runs - batch.stopped:
-            log = self.runs.get(run)
-            if log is not None:
-                log.files.flush()
-        return batch
+    @property
+    def running(self) -> bool:
+        """Is a writer task alive (it may be asleep)?"""
+        return self._task is not None
 
-    def forget(self, run: str) -> None:
-        """Drop what is kept for ``run`` (after it failed), closing its files."""
-        log = self.runs.pop(run, None)
-        if log is not None:
-            log.files.close()
+    def put(self, item: Item) -> Awaitable[None] | None:
+        """Queue ``item``; an awaitable if the caller must wait (its commit, or room)."""
+        queue = self._queue
+        queue.append(item)
+        if self._sleeping:
+            self._wake()
+        waiter = item[3]
+        if waiter is not None:
+            return wait(waiter)
+        if len(queue) > self.max_pending:
+            return self._wait_for_room()
+        return None
 
-    def _log(self, run: str, name: str) -> _RunLog:
-        log = self.runs.get(run)
-        if log is None:
-            raise CatalogError(f"a {name!r} document of run {run!r}, whose Start was not stored")
-        return log
+    def put_nowait(self, item: Item) -> None:
+        """Queue ``item`` without waiting for anything."""
+        self._queue.append(item)
+        if self._sleeping:
+            self._wake()
 
-    def _row(
-        self,
-        log: _RunLog,
-        name: str,
-        doc: Any,
-        descriptor: str | None,
-        batch: Batch,
-        blob: bytes | None = None,
-    ) -> None:
+    def _wake(self) -> None:
+        self._sleeping = False
+        with self._lock:
+            if self._task is None or self._task.done():
+                self._wakeup = asyncio.Event()
+                self._task = io_thread().submit(self._write_forever())
+                return
+        wakeup = self._wakeup
+        if wakeup is not None:
+            io_thread().call_soon(wakeup.set)
+
+    async def _write_forever(self) -> None:
+        from ._database import database
+        from ._rows import Batcher
+
+        batcher = Batcher(self.location.files_dir, self.inline_limit)
+        db = database(self.location)
+        queue = self._queue
+        wakeup = self._wakeup
+        assert wakeup is not None
         try:
-            body = dumps(doc)
-        except (TypeError, ValueError):
-            raise CatalogError(describe_unstorable(name, doc)) from None
-        batch.rows.append(
-            {
-                "run_uid": log.uid,
-                "seq": log.seq,
-                "name": name,
-                "descriptor": descriptor,
-                "body": body,
-                "columns": blob,
-            }
-        )
-        log.seq += 1
+            while True:
+                if self._room and len(queue) <= self.max_pending // 2:
+                    rooms, self._room = self._room, []
+                    for room in rooms:
+                        if room.set_running_or_notify_cancel():
+                            room.set_result(None)
+                if not queue:
+                    self._sleeping = True
+                    if not queue and not self._room:
+                        await wakeup.wait()
+                    wakeup.clear()
+                    self._sleeping = False
+                    continue
+                items = [queue.popleft() for _ in range(min(len(queue), _MAX_BATCH))]
+                try:
+                    await self._commit(db, batcher, items)
+                except Exception:  # a bug; the writer must go on for the other runs
+                    logger.exception("the catalog writer failed on a batch")
+        finally:
+            for run in list(batcher.runs):
+                batcher.forget(run)
+            with self._lock:
+                self._task = None
+                self._sleeping = True  # the next document starts a writer again
+            if queue and not self._closing:
+                self._wake()  # documents came in while this writer ended
 
-    def _page_row(
-        self, log: _RunLog, name: str, page: dict[str, Any], descriptor: str, batch: Batch
-    ) -> None:
-        """An Event Page (or packed Events) as column chunks (``_columns.py``)."""
-        header, blob = encode(page)
-        self._row(log, name, header, descriptor, batch, blob or None)
+    async def _commit(self, db: Any, batcher: Batcher, items: list[Item]) -> None:
+        from ._rows import commit
 
-    def _document(self, run: str, name: str, doc: dict[str, Any], batch: Batch) -> None:
-        if name == "start":
-            if run in self.runs:
-                raise CatalogError(f"a second Start for run {run!r}")
-            log = self.runs[run] = _RunLog(
-                run, ExternalFiles(self.files_dir, run, self.inline_limit)
-            )
-            scan_id = doc.get("scan_id")
-            batch.starts.append(
-                {
-                    "uid": run,
-                    "scan_id": scan_id if type(scan_id) is int else None,
-                    "time": float(doc["time"]),
-                    "plan_name": doc.get("plan_name")
-                    if isinstance(doc.get("plan_name"), str)
-                    else None,
-                    "start": index_copy(doc),
-                }
-            )
-            self._row(log, name, doc, None, batch)
-            return
-        log = self._log(run, name)
-        if name == "descriptor":
-            self._row(log, name, log.files.descriptor(doc), doc["uid"], batch)
-        elif name == "event_page":
-            page = self._external_page(log, doc, batch)
-            self._page_row(log, name, page, doc["descriptor"], batch)
-        elif name == "stop":
-            self._row(log, name, doc, None, batch)
-            stop = index_copy(doc)
-            batch.stops.append(
-                (
+        try:
+            batch: Batch = batcher.prepare(items, self.failed)
+        except Exception as exc:  # a bug: fail every run in the batch, keep writing
+            logger.exception("the catalog writer failed to prepare a batch")
+            from ._rows import Batch
+
+            batch = Batch(waiters=[(i[0], i[3]) for i in items if i[3] is not None])
+            batch.runs = {i[0] for i in items if i[0] is not None}
+            batch.failures = dict.fromkeys(batch.runs, exc)
+        try:
+            await commit(db, batch)
+        except Exception as exc:  # noqa: BLE001 -- the runs of the batch fail with it
+            for run in batch.runs:
+                batch.failures.setdefault(run, exc)
+        for run, exc in batch.failures.items():
+            if run not in self.failed:  # newly failed
+                logger.error(
+                    "the catalog %s could not store run %s: %s",
+                    self.location,
                     run,
-                    {
-                        "stop": stop,
-                        "stop_time": float(doc["time"]),
-                        "exit_status": str(doc.get("exit_status"))[:32],
-                    },
+                    short_error(exc),
                 )
-            )
-            batch.stopped.add(run)
-            self.runs.pop(run)
-            log.files.close()
-        else:
-            self._row(log, name, doc, doc.get("descriptor"), batch)
+                batcher.forget(run)
+                self._errors.append(exc)
+            if run in batch.stopped:
+                self.failed.pop(run, None)  # nothing more will come for it
+            else:
+                self.failed[run] = exc
+        for run, waiter in batch.waiters:
+            if not waiter.set_running_or_notify_cancel():
+                continue  # whoever waited was cancelled
+            error = batch.failures.get(run) if run is not None else None
+            if error is None:
+                waiter.set_result(None)
+            else:
+                failure = CatalogError(
+                    f"the catalog {self.location} could not store run {run}: {short_error(error)}"
+                )
+                failure.__cause__ = error
+                waiter.set_exception(failure)
 
-    def _events(self, run: str, events: list[dict[str, Any]], batch: Batch) -> None:
-        log = self._log(run, "event")
-        descriptor = events[0]["descriptor"]
-        keys = log.files.keys.get(descriptor)
-        if keys:
-            for key in sorted(keys):
-                having = [e for e in events if key in e["data"]]
-                seq_nums = [e["seq_num"] for e in having]
-                values = [e["data"][key] for e in having]
-                for name, doc in log.files.write(descriptor, key, seq_nums, values):
-                    self._row(log, name, doc, doc.get("descriptor"), batch)
-            events = [
-                {**e, "data": {k: v for k, v in e["data"].items() if k not in keys}} for e in events
-            ]
-        if len(events) == 1:
-            self._row(log, "event", events[0], descriptor, batch)
-        else:
-            page = cast(dict[str, Any], pack_event_page(*events))  # type: ignore[arg-type]
-            self._page_row(log, PACKED_EVENTS, page, descriptor, batch)
+    def _wait_for_room(self) -> Awaitable[None] | None:
+        room = concurrent.futures.Future[None]()
+        self._room.append(room)
+        if self._sleeping:
+            self._wake()
+        return wait(room)
 
-    def _external_page(self, log: _RunLog, page: dict[str, Any], batch: Batch) -> dict[str, Any]:
-        descriptor = page["descriptor"]
-        keys = log.files.keys.get(descriptor)
-        if not keys:
-            return page
-        seq_nums = list(page["seq_num"])
-        for key in sorted(keys):
-            values = page["data"].get(key)
-            if values is None:
-                continue
-            for name, doc in log.files.write(descriptor, key, seq_nums, list(values)):
-                self._row(log, name, doc, doc.get("descriptor"), batch)
-        return {**page, "data": {k: v for k, v in page["data"].items() if k not in keys}}
+    # -- flushing and closing ----------------------------------------------------------
+    def _marker(self) -> concurrent.futures.Future[None]:
+        done = concurrent.futures.Future[None]()
+        self._queue.append((None, "", None, done))
+        self._wake()
+        return done
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything queued so far is committed.
+
+        Raises:
+            CatalogError: documents queued since the last flush could not be stored.
+        """
+        if self._task is None and not self._queue:
+            return
+        self._marker().result(timeout)
+        self._check_errors()
+
+    async def aflush(self) -> None:
+        """:meth:`flush`, awaitable."""
+        if self._task is None and not self._queue:
+            return
+        await asyncio.wrap_future(self._marker())
+        self._check_errors()
+
+    def _check_errors(self) -> None:
+        errors, self._errors = self._errors, []
+        if errors:
+            raise CatalogError(
+                f"the catalog {self.location} could not store {len(errors)} batch(es): {errors[0]}"
+            ) from errors[0]
+
+    def close(self, timeout: float | None = 60.0) -> None:
+        """Flush, stop the writer and close the database connections (reopened on use).
+
+        Runs still open lose their writer: close a store only between runs.
+        """
+        task = self._task
+        if task is not None:
+            try:
+                self._marker().result(timeout)
+            finally:
+                self._closing = True
+                task.cancel()
+                with contextlib.suppress(concurrent.futures.CancelledError, Exception):
+                    task.result(timeout)
+                self._closing = False
+
+    def forget_in_child(self) -> None:
+        """In a forked child: the parent's queue and task are not this process's."""
+        self._queue.clear()
+        self._task = None
+        self._sleeping = True
 
 
-async def commit(db: Database, batch: Batch) -> None:
-    """Write ``batch`` in one transaction (on the I/O loop)."""
-    if not (batch.starts or batch.rows or batch.stops):
-        return
-    engine = await db.engine(writer=True)
-    async with engine.begin() as conn:
-        if batch.starts:
-            await conn.execute(insert(runs), batch.starts)
-        if batch.rows:
-            await conn.execute(insert(documents), batch.rows)
-        for uid, values in batch.stops:
-            await conn.execute(update(runs).where(runs.c.uid == uid).values(**values))
+def short_error(error: BaseException) -> str:
+    """An error in one line: a database error without the SQL and parameters it carries."""
+    cause = getattr(error, "orig", None) or error
+    text = str(cause) if isinstance(cause, CatalogError) else f"{type(cause).__name__}: {cause}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def wait(future: concurrent.futures.Future[None]) -> Awaitable[None] | None:
+    """An awaitable of ``future`` on the running loop; without one, wait here."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        future.result()
+        return None
+    return asyncio.wrap_future(future, loop=loop)

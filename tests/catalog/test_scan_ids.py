@@ -291,9 +291,9 @@ async def test_the_engine_loop_runs_on_while_a_reservation_waits_for_the_databas
     reserve = RE.catalog.next_scan_id
     asked = asyncio.Event()
 
-    async def watched(md: dict[str, Any]) -> int:
+    async def watched(at_least: int = 1) -> int:
         asked.set()
-        return await reserve(md)
+        return await reserve(at_least)
 
     monkeypatch.setattr(RE.catalog, "next_scan_id", watched)
     lock = MetaLock(catalog_url)

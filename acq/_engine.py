@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
+from ._call import RunCall
 from ._commands import COMMANDS, Command
 from ._context import PlanContext
 from ._dispatch import Callback, Dispatcher, Overflow, call_subscriptions, make_subscription
@@ -292,8 +293,12 @@ class RunEngine:
             self._execution.ask(Request.PAUSE_DEFERRED if defer else Request.PAUSE_NOW)
 
     # -- running plans --------------------------------------------------------------------
-    async def __call__(self, plan: Any, *subscriptions: Any, **md: Any) -> RunResult:
-        """Run ``plan`` to its end; return a :class:`RunResult`.
+    def __call__(self, plan: Any, *subscriptions: Any, **md: Any) -> RunCall[RunResult]:
+        """Run ``plan`` to its end when awaited: ``result = await RE(plan)``.
+
+        Returns the call's coroutine (:class:`~acq._call.RunCall`); awaited, it gives a
+        :class:`RunResult`. Not awaited, nothing runs: its repr says so, and a warning
+        names the plan if it is dropped.
 
         Args:
             plan: an async generator or generator of messages (or a list of messages).
@@ -307,6 +312,12 @@ class RunEngine:
             RunAborted: the plan was aborted or halted.
             Exception: whatever failed the plan, after every open run got its Stop.
         """
+        return RunCall(self._call(plan, subscriptions, md), plan_name(plan))
+
+    async def _call(
+        self, plan: Any, subscriptions: tuple[Any, ...], md: dict[str, Any]
+    ) -> RunResult:
+        """``RE(...)``, awaited."""
         self._check_call(md)
         root = as_plan(plan)
         inferred = {"plan_type": type(root).__name__, "plan_name": plan_name(root)}
@@ -339,6 +350,13 @@ class RunEngine:
         )
         self._deferred_left = False
         return await self._execute(self._execution)
+
+    def __getattr__(self, name: str) -> Any:
+        """Only for names the engine does not have: say what to write instead."""
+        hint = _HINTS.get(name)
+        raise AttributeError(
+            f"'RunEngine' object has no attribute {name!r}" + (f"; {hint}" if hint else "")
+        )
 
     def _scan_id_source(self) -> Callable[[dict[str, Any]], Any] | None:
         """``RE.scan_id_source``; without one, the catalog's (None: from ``RE.md``)."""
@@ -486,6 +504,13 @@ class RunEngine:
         self._deferred_left = execution.request is Request.PAUSE_DEFERRED
         self._set_state(State.IDLE)
         execution.settle()
+
+
+_HINTS = dict.fromkeys(
+    ("run", "run_plan", "execute", "start"),
+    "to run a plan, write 'result = await RE(plan)' (in a script, inside a function run "
+    "with asyncio.run)",
+)
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

@@ -473,3 +473,54 @@ async def test_waiting_hook_sees_the_statuses_of_each_wait_then_none(RE: RunEngi
 
     await RE(plan())
     assert seen == [{status}, None]
+
+
+# -- RE(plan) without await ---------------------------------------------------------------------
+
+
+def _recording_plan(steps: list[str]) -> Any:
+    def measure_twice() -> Any:
+        steps.append("started")
+        yield Msg("null")
+
+    return measure_twice()
+
+
+async def test_re_without_await_runs_nothing_and_its_repr_says_to_await() -> None:
+    RE = RunEngine(catalog=None)
+    steps: list[str] = []
+    call = RE(_recording_plan(steps))
+    assert "await RE(...)" in repr(call)
+    assert "measure_twice" in repr(call)
+    assert steps == []
+    assert RE.state is State.IDLE
+    result = await call
+    assert steps == ["started"]
+    assert result.exit_status == "success"
+
+
+async def test_a_call_never_awaited_warns_naming_its_plan() -> None:
+    import gc
+
+    RE = RunEngine(catalog=None)
+    steps: list[str] = []
+    with pytest.warns(RuntimeWarning, match=r"RE\(measure_twice\) was never awaited"):
+        RE(_recording_plan(steps))  # dropped at once: the warning comes from its finalizer
+    gc.collect()
+    assert steps == []
+
+
+async def test_the_call_is_a_coroutine_to_asyncio() -> None:
+    RE = RunEngine(catalog=None)
+    steps: list[str] = []
+    call = RE(_recording_plan(steps))
+    assert asyncio.iscoroutine(call)
+    assert (await asyncio.create_task(call)).exit_status == "success"
+
+
+def test_re_run_says_how_to_run_a_plan() -> None:
+    RE = RunEngine(catalog=None)
+    with pytest.raises(AttributeError, match=r"await RE\(plan\)"):
+        RE.run(None)  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError, match=r"no attribute 'frobnicate'$"):
+        _ = RE.frobnicate  # type: ignore[attr-defined]

@@ -506,7 +506,7 @@ class RunEngine:
         execution.settle()
 
 
-_HINTS = dict.fromkeys(
+_HINTS: dict[str, str] = dict.fromkeys(
     ("run", "run_plan", "execute", "start"),
     "to run a plan, write 'result = await RE(plan)' (in a script, inside a function run "
     "with asyncio.run)",

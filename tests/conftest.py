@@ -3,6 +3,11 @@
 Every ``RunEngine()`` stores its runs in the default catalog; for the whole test session
 (subprocesses included) that is a temporary directory, never the user's data directory
 (``ACQ_CATALOG`` / ``ACQ_DATA_DIR`` are set in :func:`pytest_configure`).
+
+Tests that need a system component the machine lacks (Debian's chromium for the browser
+tests; PostgreSQL when neither the ``pgserver`` wheel nor the machine's server can run)
+skip, with a reason naming it and how to get it. CI installs every component and sets
+``ACQ_NO_SKIPS=1``: then a skipped test fails the session (``no_skips.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import pytest
 from support import DocChecker
 
 from acq import RunEngine
+
+pytest_plugins = ["no_skips"]
 
 _CATALOG_DIR = tempfile.mkdtemp(prefix="acq-test-catalog-")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 import tomllib
@@ -172,3 +173,23 @@ def test_every_subpackage_folder_is_listed_for_installation() -> None:
             rel = init.parent.relative_to(ROOT / folder).parts
             found.add(".".join((name, *rel)))
     assert found == listed
+
+
+@pytest.mark.parametrize(("no_skips", "code"), [("1", 1), ("", 0)])
+def test_ci_fails_on_a_skipped_test_and_a_machine_without_ci_does_not(
+    tmp_path: Path, no_skips: str, code: int
+) -> None:
+    (tmp_path / "test_one.py").write_text(
+        "import pytest\n\n"
+        "def test_needs_a_widget():\n    pytest.skip('no widget: apt-get install widget')\n\n"
+        "def test_passes():\n    pass\n"
+    )
+    env = {**os.environ, "ACQ_NO_SKIPS": no_skips, "PYTHONPATH": str(ROOT / "tests")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no_skips", "-p", "no:cacheprovider", "-q",
+         "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == code, result.stdout + result.stderr
+    if code:
+        assert "test_needs_a_widget: Skipped: no widget" in result.stdout

@@ -1,7 +1,9 @@
 """A throwaway PostgreSQL server in a temporary directory (for tests and benchmarks).
 
 Uses the server binaries of the machine (Debian's ``postgresql`` package puts them in
-``/usr/lib/postgresql/<version>/bin``; ``ACQ_PG_BIN`` overrides). The server listens on
+``/usr/lib/postgresql/<version>/bin``; ``ACQ_PG_BIN`` overrides), else those of the
+``pgserver`` wheel (a test dependency: PostgreSQL 16 in a pip wheel, so that a machine
+with only Python and no root runs the PostgreSQL tests too). The server listens on
 a unix socket in its own directory only (no TCP port), trusts local connections, and
 is torn down -- data and all -- when the context ends.
 
@@ -11,6 +13,7 @@ system user that Debian's package creates (``runuser -u postgres``).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import shutil
@@ -23,8 +26,8 @@ from pathlib import Path
 __all__ = ["PostgresServer", "find_bin_dir", "postgres_server"]
 
 _MISSING = (
-    "PostgreSQL's server binaries (initdb, pg_ctl) were not found: install them "
-    "(Debian: apt-get install postgresql) or point ACQ_PG_BIN at their folder"
+    "PostgreSQL's server binaries (initdb, pg_ctl) were not found: pip install pgserver "
+    "(in acq's [test] extra), or apt-get install postgresql, or point ACQ_PG_BIN at them"
 )
 
 
@@ -44,6 +47,9 @@ def find_bin_dir() -> Path:
     on_path = shutil.which("initdb")
     if on_path:
         candidates.append(Path(on_path).parent)
+    wheel = importlib.util.find_spec("pgserver")  # found, not imported
+    if wheel is not None and wheel.origin is not None:
+        candidates.append(Path(wheel.origin).parent / "pginstall" / "bin")
     for folder in candidates:
         if (folder / "initdb").exists() and (folder / "pg_ctl").exists():
             return folder

@@ -13,8 +13,10 @@ Precedence, highest first:
 ``catalog=None``; an engine with a catalog takes it from the catalog (one more than any
 it handed out or stored, or than ``RE.md['scan_id']``; ``acq/catalog/_scan_ids.py``), and
 a ``scan_id_source`` given to the engine wins over both.
-``owner``, ``group``, ``project`` must be strings when not blank; ``sample`` a string or
-a dict; values are strings, numbers, booleans, None, lists/tuples and (nested) dicts.
+``owner``, ``group``, ``project`` must be strings when not blank; ``plan_name`` a string
+(``RE.md``'s is never used, the inferred one wins, so it is not checked); ``sample`` a
+string or a dict; values are strings, numbers, booleans, None, lists/tuples and (nested)
+dicts.
 Every violation is a :class:`MetadataError` naming the key, raised before any document of
 the run is emitted; then ``RE.md_validator`` runs, then event-model's RunStart model.
 ``RE.md`` and the ``RE(...)`` keywords are checked already when ``RE(...)`` is called
@@ -45,6 +47,7 @@ __all__ = [
 
 RESERVED_KEYS = frozenset({"uid", "time"})
 _STRING_KEYS = ("owner", "group", "project")
+_INFERRED_KEYS = frozenset({"plan_name", "plan_type"})  # always inferred: RE.md's never count
 _VERSIONED = ("acq", "bluesky", "event-model", "ophyd-async", "ophyd", "numpy", "pydantic")
 
 
@@ -116,6 +119,11 @@ def _check_values(doc: dict[str, Any]) -> None:
                 f"metadata {key!r} must be a string (it is searched on), got "
                 f"{value!r} ({type(value).__name__})"
             )
+    if "plan_name" in doc and not isinstance(doc["plan_name"], str):
+        raise MetadataError(
+            f"metadata 'plan_name' must be a string (it names the plan and is searched on), "
+            f"got {doc['plan_name']!r} ({type(doc['plan_name']).__name__})"
+        )
     if "sample" in doc and not isinstance(doc["sample"], str | dict):
         raise MetadataError(
             f"metadata 'sample' must be a string or a dict, e.g. sample='Si' or "
@@ -147,7 +155,8 @@ def check_metadata(
     if scan_id_from_stash:
         next_scan_id(stash)
     if normalizer is None:
-        merged = {**stash, **call_md}
+        # RE.md's plan_name and plan_type are always replaced by the inferred ones
+        merged = {k: v for k, v in stash.items() if k not in _INFERRED_KEYS} | dict(call_md)
         _check_values({key: _plain(value, key) for key, value in merged.items()})
 
 

@@ -41,6 +41,7 @@ from ._live_figure import LiveFigure
 from ._live_view import LiveView, in_notebook
 from ._peaks import PeakStats
 from ._plots import LivePlot, LiveScatter
+from ._progress import print_through_bars
 from ._table import LiveTable
 
 __all__ = ["BestEffort"]
@@ -89,7 +90,8 @@ class BestEffort(LiveView, DocumentRouter):
         peaks: print the peak statistics of one-dimensional scans at their end.
         overplot: draw a run on the previous run's figure when it plots the same
             fields (a notebook shows that figure where it first appeared).
-        out: called with each line of text (``print`` by default).
+        out: called with each line of text (by default printed through any progress bar on
+            the terminal, so that lines and bars never share a line).
         redraw_interval: seconds between redraws of each figure at most.
         notebook: show the figures in Jupyter; ``None`` detects a kernel.
 
@@ -105,7 +107,7 @@ class BestEffort(LiveView, DocumentRouter):
         plots: bool = True,
         peaks: bool = True,
         overplot: bool = True,
-        out: Callable[[str], object] = print,
+        out: Callable[[str], object] = print_through_bars,
         redraw_interval: float = 0.05,
         notebook: bool | None = None,
     ) -> None:

@@ -11,6 +11,11 @@ Bars redraw at most every ``min_interval`` seconds whatever the rate of points (
 update between redraws only adds to a counter), so a bar never slows a scan. In
 Jupyter (with ipywidgets installed) the bar is a widget; elsewhere it is text on
 stderr (or on ``file``).
+
+A text bar is redrawn in place on its line, so text printed to the same terminal (stdout
+and stderr count as one) must go around it: :func:`print_through_bars` clears the bars,
+prints the line and redraws them (``LiveTable`` prints this way). Every draw, clear and
+close happens under tqdm's one lock, as subscribers run in threads of their own.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import IO, Any, Protocol
 from event_model import DocumentRouter, Event, EventDescriptor, EventPage, RunStart, RunStop
 from tqdm.std import tqdm as std_tqdm
 
-__all__ = ["MoveProgress", "ProgressBar", "watch_progress"]
+__all__ = ["MoveProgress", "ProgressBar", "print_through_bars", "watch_progress"]
 
 
 class _TerminalBar(std_tqdm):  # pyright: ignore[reportMissingTypeArgument]
@@ -36,6 +41,40 @@ def _in_jupyter() -> bool:
     return (
         "ipykernel.zmqshell" in sys.modules and importlib.util.find_spec("ipywidgets") is not None
     )
+
+
+def print_through_bars(text: str, file: IO[str] | None = None) -> None:
+    """Print a line without breaking the text progress bars on the same terminal.
+
+    The bars drawn on ``file`` (default stdout), or on the other of stdout and stderr
+    when ``file`` is one of them, are cleared, the line is written and flushed, and the
+    bars are redrawn below it -- all under tqdm's lock, so that a bar redrawn by another
+    thread cannot land in the middle of the line. With no bar open this is ``print``.
+
+    Args:
+        text: The line, without its newline.
+        file: Where to print it (default: ``sys.stdout`` when called).
+    """
+    out = sys.stdout if file is None else file
+    with std_tqdm.external_write_mode(file=out):  # takes tqdm's lock
+        out.write(text + "\n")
+        out.flush()  # on the screen before the bars come back
+
+
+def _close(bar: Any) -> None:
+    """Close ``bar`` under tqdm's lock.
+
+    tqdm forgets a closing bar before taking its lock to draw it a last time; without
+    the lock held throughout, a line printed by :func:`print_through_bars` in between
+    would neither clear the bar nor see it redrawn, and would land on the bar's line.
+    """
+    with _tqdm_lock():
+        bar.close()
+
+
+def _tqdm_lock() -> Any:
+    """The write lock all tqdm bars share (re-entrant), made on tqdm's base class."""
+    return std_tqdm.get_lock()  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
 
 
 def bar_options(
@@ -69,6 +108,7 @@ def make_bar(
         bar_class: Any = notebook_tqdm
     else:
         bar_class = _TerminalBar
+    _tqdm_lock()  # made on the base class before a bar makes one on its own class
     # miniters=0: every update checks the clock (about 0.1 µs) and redraws once
     # min_interval has passed, so a slow phase after a fast one is never shown stale.
     return bar_class(
@@ -149,7 +189,7 @@ class ProgressBar(DocumentRouter):
         self._runs = {d: r for d, r in self._runs.items() if r != doc["run_start"]}
         if bar is not None:
             bar.set_postfix_str(f"exit_status={doc['exit_status']}", refresh=False)
-            bar.close()
+            _close(bar)
 
 
 class _Status(Protocol):
@@ -240,7 +280,7 @@ class MoveProgress:
             self._move_to(1.0)
         else:
             self._bar.set_postfix_str("failed", refresh=False)
-        self._bar.close()
+        _close(self._bar)
 
 
 def _fraction(current: Any, initial: Any, target: Any) -> float | None:

@@ -18,6 +18,10 @@ prints::
 
 Everything shown comes from the documents (units and precision from the descriptor's
 data keys), so the table works as well on documents replayed from storage.
+
+Lines go to stdout through any text progress bar on the terminal (the bar is cleared,
+the line printed, the bar redrawn: :func:`~acq.callbacks._progress.print_through_bars`),
+so a :class:`~acq.callbacks.ProgressBar` on stderr never breaks a row.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from event_model import (
     RunStop,
     unpack_event_page,  # pyright: ignore[reportUnknownVariableType]
 )
+
+from ._progress import print_through_bars
 
 __all__ = ["LiveTable"]
 
@@ -132,7 +138,8 @@ class LiveTable(DocumentRouter):
         fields: The data keys or devices to show, in order; ``None`` shows every
             device's hinted fields.
         stream: The event stream shown.
-        out: Called with each line of text (``print`` by default).
+        out: Called with each line of text; by default the line is printed to stdout
+            through any text progress bar on the terminal (:func:`print_through_bars`).
         default_prec: Decimals for numbers whose data key gives no precision.
         min_width: The narrowest data column, in characters.
         header_interval: Repeat the column headings every this many rows; ``None``
@@ -144,7 +151,7 @@ class LiveTable(DocumentRouter):
         fields: Sequence[str | Any] | None,
         *,
         stream: str = "primary",
-        out: Callable[[str], object] = print,
+        out: Callable[[str], object] = print_through_bars,
         default_prec: int = 3,
         min_width: int = 10,
         header_interval: int | None = 50,

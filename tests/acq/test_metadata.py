@@ -699,3 +699,52 @@ async def test_bad_metadata_of_the_second_of_three_runs_stops_the_plan_after_run
     assert stop["exit_status"] == "success"
     assert motor.log == []  # the second run's scan never moved the motor
     assert RE.md["scan_id"] == 1
+
+
+# -- plan_name must be a string -------------------------------------------------------------
+@pytest.mark.parametrize("bad", [5, 2.5, True, None, ["scan"], {"name": "scan"}])
+async def test_plan_name_that_is_not_a_string_in_re_keywords_is_refused_before_the_plan_runs(
+    RE: RunEngine, checker: DocChecker, bad: Any
+) -> None:
+    det, motor = Signal("det", 1.0), Signal("motor")
+    started: list[str] = []
+
+    def plan():
+        started.append("plan")
+        yield from bp.scan([det], motor, 1, 5, 5)
+
+    with pytest.raises(MetadataError, match=r"'plan_name' must be a string") as info:
+        await RE(plan(), plan_name=bad)
+    assert repr(bad) in str(info.value)
+    assert started == []  # refused at RE(...), before the plan's first message
+    assert motor.log == []
+    assert checker.docs == []
+    assert "scan_id" not in RE.md
+
+
+@pytest.mark.parametrize("bad", [5, None, ["scan"]])
+async def test_a_plans_own_plan_name_that_is_not_a_string_is_refused_before_any_move(
+    RE: RunEngine, checker: DocChecker, bad: Any
+) -> None:
+    det, motor = Signal("det", 1.0), Signal("motor")
+    with pytest.raises(MetadataError, match=r"'plan_name' must be a string"):
+        await RE(bp.scan([det], motor, 1, 5, 5, md={"plan_name": bad}))
+    assert motor.log == []
+    assert checker.docs == []
+    assert "scan_id" not in RE.md
+
+
+async def test_a_stale_plan_name_in_re_md_that_is_not_a_string_is_ignored_like_any_stale_one(
+    RE: RunEngine, checker: DocChecker
+) -> None:
+    RE.md["plan_name"] = 5  # the inferred plan_name always wins over RE.md's
+    await RE(one_run())
+    assert start_of(checker)["plan_name"] == "one_run"
+
+
+async def test_a_string_plan_name_from_keywords_or_the_plan_is_recorded(
+    RE: RunEngine, checker: DocChecker
+) -> None:
+    await RE(one_run(plan_name="xafs"))
+    await RE(one_run(), plan_name="align")
+    assert [s["plan_name"] for s in checker.of("start")] == ["xafs", "align"]

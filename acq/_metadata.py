@@ -48,16 +48,22 @@ __all__ = [
 RESERVED_KEYS = frozenset({"uid", "time"})
 _STRING_KEYS = ("owner", "group", "project")
 _INFERRED_KEYS = frozenset({"plan_name", "plan_type"})  # always inferred: RE.md's never count
-_VERSIONED = ("acq", "bluesky", "event-model", "ophyd-async", "ophyd", "numpy", "pydantic")
+DISTRIBUTION = "acq-daq"  # acq's name on PyPI ("acq" there is another project); import acq
+_VERSIONED = {  # key in RE.md['versions'] -> distribution
+    "acq": DISTRIBUTION,
+    **{d.replace("-", "_"): d for d in ("bluesky", "event-model", "ophyd-async", "ophyd")},
+    "numpy": "numpy",
+    "pydantic": "pydantic",
+}
 
 
 @functools.cache
 def library_versions() -> dict[str, str]:
     """Versions of acq and of the device/document libraries installed (read, not imported)."""
     versions = {"python": platform.python_version()}
-    for dist in _VERSIONED:
+    for key, dist in _VERSIONED.items():
         try:
-            versions[dist.replace("-", "_")] = importlib.metadata.version(dist)
+            versions[key] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             continue
     return versions

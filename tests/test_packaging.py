@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -193,3 +195,17 @@ def test_ci_fails_on_a_skipped_test_and_a_machine_without_ci_does_not(
     assert result.returncode == code, result.stdout + result.stderr
     if code:
         assert "test_needs_a_widget: Skipped: no widget" in result.stdout
+
+
+def test_docs_install_acq_under_its_distribution_name() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"]
+    assert project != "acq", "'acq' on PyPI is an unrelated project"
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    wrong = [
+        f"{page.relative_to(ROOT)}: {line.strip()}"
+        for page in pages
+        for line in page.read_text().splitlines()
+        if re.search(r"pip install [\"']?acq(?![-\w])", line)
+    ]
+    assert not wrong, f"install {project}, not acq: {wrong}"
+    assert acq.RunEngine(catalog=None).md["versions"]["acq"] == importlib.metadata.version(project)

@@ -15,7 +15,8 @@ Installing acq registers this module with pytest (entry point ``pytest11``, name
   it (velocity, acquire_time, noise, seed, ...). Its HDF5 files go to ``tmp_path``.
 * ``epics_ioc`` -- a session-scoped test IOC from ``acq.devices.epics.start_test_ioc``
   on free loopback ports, torn down at the end of the session; tests that use it are
-  marked ``acq_ioc``. Skipped, saying why, when that helper is not available.
+  marked ``acq_ioc`` and stay on the real clock (the IOC answers in real time), virtual
+  time or not. Skipped, saying why, when that helper is not available.
 * Virtual time: ``@pytest.mark.acq_virtual_time`` (or ``--acq-virtual-time`` for every
   test) runs a test on looptime's fast-forwarding event-loop clock, so sleeps, motor
   moves and exposures take no wall time while ``loop.time()`` advances as if they had.
@@ -29,7 +30,7 @@ an event loop around sync tests (see :func:`pytest_pyfunc_call`).
 
 The plugin imports neither the engine, ophyd-async nor looptime until a fixture or
 marker needs them, so a suite that does not use it pays nothing for loading it;
-looptime and pytest-asyncio are optional (``acq[test]`` installs both).
+looptime and pytest-asyncio are optional (``acq-daq[test]`` installs both).
 """
 
 from __future__ import annotations
@@ -242,13 +243,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Turn ``acq_virtual_time`` into looptime's marker; mark tests that use an IOC."""
+    """Turn ``acq_virtual_time`` into looptime's marker; mark tests that use an IOC.
+
+    A test that uses ``epics_ioc`` is marked ``acq_ioc`` and always runs on the real
+    clock, even under ``--acq-virtual-time`` or its own ``acq_virtual_time`` marker.
+    """
     everywhere = bool(config.getoption("acq_virtual_time"))
     problem: str | None = None
     checked = False
     for item in items:
         if "epics_ioc" in getattr(item, "fixturenames", ()):
             item.add_marker(_IOC)
+            # The IOC answers in real time: on virtual time a connect timeout would
+            # pass before its first reply. Such a test stays on the real clock.
+            continue
         options = _virtual_time_options(item, everywhere)
         if options is None:
             continue
@@ -322,7 +330,7 @@ def _looptime_problem(config: pytest.Config) -> str | None:
     except ImportError:
         return (
             "virtual time needs the looptime package, which is not installed "
-            "(pip install looptime, or install acq[test])"
+            "(pip install looptime, or install acq-daq[test])"
         )
     if not config.pluginmanager.has_plugin("looptime_plugin"):
         return (

@@ -3,14 +3,16 @@
 Built from ophyd-async's pieces: a :class:`~ophyd_async.core.StandardDetector` with a
 trigger, an acquire and a data logic, and ophyd-async's own
 :class:`~ophyd_async.sim.PatternGenerator` writing the HDF5 file (with h5py): each
-frame is a Gaussian blob whose brightness is ``exposure * pattern(x, y)``, where
-``x``, ``y`` are the readbacks of the motors given to the detector, taken when
-the acquisition starts. The file's frames are announced by Stream Resource /
-Stream Datum documents from ``collect_asset_docs()``
-(:class:`~ophyd_async.core.StreamResourceDataProvider`).
+frame is a Gaussian blob whose peak is ``PEAK_RATE * exposure * pattern(x, y)``
+counts (``pattern`` in 0..1; ``x``, ``y`` are the readbacks of the motors given to
+the detector, taken when the acquisition starts): with the beamline's motors at 0
+and its 10 ms exposure, a peak of about 2 900 counts. Pixels saturate at 65 535, as
+on a 16-bit detector; ``noise="poisson"`` draws each pixel from counting statistics.
+The file's frames are announced by Stream Resource / Stream Datum documents from
+``collect_asset_docs()`` (:class:`~ophyd_async.core.StreamResourceDataProvider`).
 
 The file has two datasets: ``/entry/data/data`` (frames, ``(n, height, width)``
-uint8, data key ``<name>``) and ``/entry/sum`` (each frame's sum, ``(n,)`` int64,
+uint16, data key ``<name>``) and ``/entry/sum`` (each frame's sum, ``(n,)`` int64,
 data key ``<name>-sum``).
 """
 
@@ -19,7 +21,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path, PurePath
+from typing import Any
 
+import h5py
 import numpy as np
 from bluesky.protocols import Locatable
 from ophyd_async.core import (
@@ -40,21 +44,93 @@ from ophyd_async.core import (
 )
 from ophyd_async.sim import PatternGenerator
 
-# The dataset paths PatternGenerator writes; no public name exists for them.
-from ophyd_async.sim._pattern_generator import DATA_PATH, SUM_PATH
+# The dataset paths PatternGenerator writes, its file and its blob; no public names.
+from ophyd_async.sim._pattern_generator import (
+    DATA_PATH,
+    SUM_PATH,
+    PatternFile,
+    generate_gaussian_blob,
+)
 
+from ._point_detectors import Noise
 from ._positions import read_position
 
 __all__ = ["AreaDetector"]
+
+PEAK_RATE = 1e6
+"""Counts per second in the brightest pixel when the pattern is at its brightest (1)."""
+
+_FRAME_DTYPE = np.uint16
+_SATURATION = int(np.iinfo(_FRAME_DTYPE).max)
+
+
+class _CountingFile(PatternFile):
+    """PatternFile's datasets with 16-bit frames of ``PEAK_RATE``-scaled counts.
+
+    ``PatternFile.__init__`` fixes the frames' dtype at uint8 (255 counts at most), so
+    this makes the same datasets itself, with uint16, and does not call it.
+    """
+
+    def __init__(
+        self, path: PurePath, width: int, height: int, generator: _MotorPatternGenerator
+    ) -> None:
+        self.file = h5py.File(path, "w", libver="latest")
+        self.data = self.file.create_dataset(
+            name=DATA_PATH,
+            shape=(0, height, width),
+            dtype=_FRAME_DTYPE,
+            maxshape=(None, height, width),
+            chunks=(1, height, width),
+        )
+        self.sum = self.file.create_dataset(
+            name=SUM_PATH, shape=(0,), dtype=np.int64, maxshape=(None,), chunks=(1024,)
+        )
+        self.file.swmr_mode = True  # readers may follow the file while it is written
+        self.blob = generate_gaussian_blob(height, width) * PEAK_RATE
+        self.image_counter = 0
+        self._generator = generator
+
+    def write_image_to_file(self, intensity: float) -> None:
+        """Append a frame of ``blob * intensity`` counts (noisy, saturating) and its sum."""
+        counts = self._generator.add_noise(self.blob * intensity)
+        frame = np.clip(np.floor(counts), 0, _SATURATION).astype(_FRAME_DTYPE)
+        for dataset, value in ((self.data, frame), (self.sum, frame.sum(dtype=np.int64))):
+            dataset.resize(self.image_counter + 1, axis=0)
+            dataset[self.image_counter] = value
+            dataset.flush()
+        self.image_counter += 1
 
 
 class _MotorPatternGenerator(PatternGenerator):
     """ophyd-async's pattern generator, told the motors' positions before each batch."""
 
-    def __init__(self, x: Locatable[float] | None, y: Locatable[float] | None) -> None:
+    def __init__(
+        self,
+        x: Locatable[float] | None,
+        y: Locatable[float] | None,
+        noise: Noise,
+        seed: int | None,
+    ) -> None:
         super().__init__()
         self._x_motor = x
         self._y_motor = y
+        self._noise = noise
+        self._rng = np.random.default_rng(seed)
+
+    def open_file(self, path: PurePath, width: int, height: int) -> None:
+        """Open a file of 16-bit frames (ophyd-async's has 8-bit ones)."""
+        self._file = _CountingFile(path, width, height, self)
+        self._update_images_written(0)
+
+    def add_noise(self, counts: np.ndarray[Any, np.dtype[np.float64]]) -> np.ndarray[Any, Any]:
+        """Return ``counts`` with the detector's noise (as the point detectors add it)."""
+        match self._noise:
+            case Noise.POISSON:
+                return self._rng.poisson(counts)
+            case Noise.UNIFORM:
+                return counts + self._rng.uniform(-1.0, 1.0, counts.shape)
+            case _:
+                return counts
 
     async def write_images_to_file(self) -> None:
         """Take the motors' readbacks, then write the batch of frames."""
@@ -141,7 +217,7 @@ class _DataLogic(DetectorDataLogic):
             data_key=datakey_name,
             shape=(self._height, self._width),
             chunk_shape=(1, self._height, self._width),
-            dtype_numpy=np.dtype(np.uint8).str,
+            dtype_numpy=np.dtype(_FRAME_DTYPE).str,
             parameters={"dataset": DATA_PATH},
         )
         sums = StreamResourceInfo(
@@ -180,8 +256,12 @@ class AreaDetector(StandardDetector):
             directory (files get UUID names).
         x: Motor whose readback is the pattern's ``x`` (optional).
         y: Motor whose readback is the pattern's ``y`` (optional).
-        acquire_time: Exposure per frame in seconds, > 0 (configuration).
+        acquire_time: Exposure per frame in seconds, > 0 (configuration); the peak
+            is ``PEAK_RATE * acquire_time * pattern(x, y)`` counts (pattern in 0..1).
         shape: Frame shape ``(height, width)`` in pixels.
+        noise: Noise on each pixel: none, poisson (counting statistics) or uniform
+            (plus a uniform draw in [-1, 1) counts).
+        seed: Seed of the noise; ``None`` for fresh entropy.
         name: Device name; the frames' data key, ``<name>-sum`` the sums'.
     """
 
@@ -193,6 +273,8 @@ class AreaDetector(StandardDetector):
         *,
         acquire_time: float = 0.1,
         shape: tuple[int, int] = (240, 320),
+        noise: Noise | str = Noise.NONE,
+        seed: int | None = None,
         name: str = "",
     ) -> None:
         if acquire_time <= 0:
@@ -201,7 +283,7 @@ class AreaDetector(StandardDetector):
             path_provider = StaticPathProvider(
                 UUIDFilenameProvider(), Path(path_provider).absolute()
             )
-        self.pattern_generator = _MotorPatternGenerator(x, y)
+        self.pattern_generator = _MotorPatternGenerator(x, y, Noise(noise), seed)
         self.acquire_time = soft_signal_rw(float, acquire_time, units="s")
         self.add_detector_logics(
             _TriggerLogic(self.pattern_generator, self.acquire_time),

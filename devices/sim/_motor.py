@@ -1,9 +1,15 @@
 """A simulated motor whose readback moves over (loop) time.
 
 The motor follows a trapezoidal velocity profile (constant acceleration for
-``acceleration_time``, cruise at ``velocity``, symmetric deceleration) and publishes
-its readback every ``update_period`` seconds of *event-loop* time, so it also runs
-on virtual time (e.g. looptime) unchanged.
+``acceleration_time``, cruise at ``velocity``, symmetric deceleration). Its position
+is a function of *event-loop* time: ``read()`` and ``locate()`` give the position at
+that instant (publishing it to the readback's subscribers), and while moving the
+readback is also published every ``update_period`` seconds (0.1 s, the rate of an
+EPICS motor record), so it runs on virtual time (e.g. looptime) unchanged and cheaply:
+a minute of motion is 600 timer wake-ups, not 6 000.
+
+A ``set(..., timeout=...)`` that runs out raises :class:`TimeoutError` naming the
+motor, the target, the timeout and where the motor got to; the motor stays there.
 
 It is an ordinary ophyd-async :class:`~ophyd_async.core.StandardMovable`: ``set``
 returns a :class:`~ophyd_async.core.WatchableAsyncStatus` and ``stop`` follows
@@ -20,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from bluesky.protocols import Location, Reading
 from ophyd_async.core import (
     DEFAULT_TIMEOUT,
     DeviceMock,
@@ -102,6 +109,29 @@ class _Trajectory:
         return self.start + math.copysign(travelled, self.target - self.start)
 
 
+@dataclass(frozen=True)
+class _Motion:
+    """A trajectory started at a given loop time."""
+
+    trajectory: _Trajectory
+    start: float
+
+    def elapsed(self) -> float:
+        """Seconds of loop time since the start, snapped to the end when within 1 µs.
+
+        asyncio runs a timer due within its clock resolution at once: on virtual time a
+        float-rounding remainder would never elapse.
+        """
+        elapsed = asyncio.get_running_loop().time() - self.start
+        if self.trajectory.duration - elapsed < 1e-6:
+            return self.trajectory.duration
+        return elapsed
+
+    def position(self) -> float:
+        """Where the motion is now."""
+        return self.trajectory.position(self.elapsed())
+
+
 @dataclass
 class _MotorMoveLogic(MovableLogic[float]):
     """How a :class:`Motor` checks, times and performs a move."""
@@ -113,15 +143,42 @@ class _MotorMoveLogic(MovableLogic[float]):
     high_limit_travel: SignalRW[float]
     update_period: float
     motor_name: Callable[[], str]
+    units: str
+    precision: int
     # Bumped by every move and stop: a move superseded by a newer one (or stopped)
     # stops publishing. Polled, because task cancellation alone is lost if it lands
     # while a signal put is completing.
     _generation: int = field(default=0, init=False)
+    # The motion in progress (None at rest), and the readback last published.
+    _motion: _Motion | None = field(default=None, init=False)
+    _published: float | None = field(default=None, init=False)
+
+    def _publish(self, position: float) -> None:
+        if position != self._published:
+            self._published = position
+            self.readback_set(position)
+
+    def refresh(self) -> None:
+        """Publish the readback of this instant, if the motor is moving."""
+        if self._motion is not None:
+            self._publish(self._motion.position())
+
+    def _halt(self) -> float | None:
+        """End the motion in progress where it is now; return that position (None at rest)."""
+        motion, self._motion = self._motion, None
+        if motion is None:
+            return None
+        position = motion.position()
+        self._publish(position)
+        return position
 
     async def stop(self) -> None:
-        """Make the setpoint the current readback (the move task is cancelled)."""
+        """Stop where the motor is and make that the setpoint (the move task is cancelled)."""
         self._generation += 1
-        await self.setpoint.set(await self.readback.get_value())
+        position = self._halt()
+        if position is None:
+            position = await self.readback.get_value()
+        await self.setpoint.set(position)
 
     async def check_move(self, new_position: float) -> None:
         """Refuse a non-finite position or one outside the soft limits."""
@@ -154,31 +211,51 @@ class _MotorMoveLogic(MovableLogic[float]):
         return trajectory.duration + DEFAULT_TIMEOUT
 
     async def move(self, new_position: float, timeout: TimeoutCalculator) -> None:  # noqa: ASYNC109
-        """Move the readback towards ``new_position``, publishing it as it goes."""
+        """Move towards ``new_position``, publishing the readback as it goes.
+
+        Raises:
+            TimeoutError: The move did not finish within ``timeout()``; the motor stays
+                where it got to (the message says where).
+        """
         self._generation += 1
         generation = self._generation
-        old_position = await self.readback.get_value()
+        halted_at = self._halt()  # a move in progress is superseded from where it is
+        old_position = await self.readback.get_value() if halted_at is None else halted_at
         trajectory = await self._trajectory(old_position, new_position)
         await self.setpoint.set(new_position)
         if trajectory.velocity == 0 or old_position == new_position:
-            self.readback_set(new_position)
+            self._publish(new_position)
             return
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        async with asyncio.timeout(timeout()):
-            while True:
-                elapsed = loop.time() - start
-                await asyncio.sleep(min(self.update_period, trajectory.duration - elapsed))
-                if generation != self._generation:
-                    return  # a newer set() or stop() took over
-                elapsed = loop.time() - start
-                if trajectory.duration - elapsed < 1e-6:
-                    # asyncio runs a timer due within its clock resolution at once: on
-                    # virtual time a float-rounding remainder would never elapse
-                    elapsed = trajectory.duration
-                self.readback_set(trajectory.position(elapsed))
-                if elapsed >= trajectory.duration:
-                    return
+        motion = _Motion(trajectory, asyncio.get_running_loop().time())
+        self._motion = motion
+        allowed = timeout()
+        try:
+            async with asyncio.timeout(allowed):
+                while True:
+                    left = trajectory.duration - motion.elapsed()
+                    await asyncio.sleep(min(self.update_period, left))
+                    if generation != self._generation:
+                        return  # a newer set() or stop() took over
+                    elapsed = motion.elapsed()
+                    self._publish(trajectory.position(elapsed))
+                    if elapsed >= trajectory.duration:
+                        return
+        except TimeoutError as exc:
+            position = motion.position()
+            # ophyd-async's MoveTimeout keeps the timeout the caller gave; allowed is
+            # what was left of it when the motion started
+            requested = getattr(timeout, "timeout", None)
+            requested = requested if isinstance(requested, int | float) else allowed
+            within = "its timeout" if requested is None else f"{requested:g} s"
+            raise TimeoutError(
+                f"{self.motor_name()}: set({new_position}) did not finish within "
+                f"{within} (at {round(position, self.precision)} of {new_position}, moving "
+                f"{trajectory.velocity:g} {self.units}/s from {old_position}); it stays "
+                f"there: allow more time (timeout=) or a higher velocity"
+            ) from exc
+        finally:
+            if generation == self._generation:
+                self._halt()  # arrived, timed out or cancelled: at rest where it is
 
 
 @default_mock_class(DeviceMock)
@@ -189,7 +266,8 @@ class Motor(StandardReadable, StandardMovable[float]):
     which is its only hint; velocity, acceleration time and soft limits are
     configuration. ``set()`` checks the limits before any motion, then moves the
     readback over time, publishing it every ``update_period`` seconds, and returns a
-    :class:`~ophyd_async.core.WatchableAsyncStatus` reporting progress.
+    :class:`~ophyd_async.core.WatchableAsyncStatus` reporting progress. ``read()`` and
+    ``locate()`` during a move give the position of that instant, between updates too.
 
     Args:
         name: Device name; also the data key of the readback.
@@ -201,7 +279,8 @@ class Motor(StandardReadable, StandardMovable[float]):
         instant: Move instantly regardless of ``velocity`` (sets velocity to 0).
         units: Engineering units of the position.
         precision: Display precision of the position.
-        update_period: Seconds of loop time between readback updates while moving.
+        update_period: Seconds of loop time between readback updates while moving
+            (each costs an event-loop wake-up; reads are exact in between).
     """
 
     def __init__(
@@ -215,7 +294,7 @@ class Motor(StandardReadable, StandardMovable[float]):
         instant: bool = False,
         units: str = "mm",
         precision: int = 3,
-        update_period: float = 0.01,
+        update_period: float = 0.1,
     ) -> None:
         if update_period <= 0:
             raise ValueError(f"update_period must be > 0, got {update_period}")
@@ -235,7 +314,18 @@ class Motor(StandardReadable, StandardMovable[float]):
             self.high_limit_travel = soft_signal_rw(float, high, units=units, precision=precision)
         self.user_setpoint = soft_signal_rw(float, initial_value, units=units, precision=precision)
         self._update_period = update_period
+        self._units, self._precision = units, precision
         super().__init__(name=name)
+
+    async def read(self) -> dict[str, Reading[float]]:
+        """Read the readback of this instant (also published to its subscribers)."""
+        self.movable_logic.refresh()
+        return await super().read()
+
+    async def locate(self) -> Location[float]:
+        """Return the setpoint and the readback of this instant."""
+        self.movable_logic.refresh()
+        return await super().locate()
 
     async def check_value(self, value: float) -> None:
         """Refuse ``value`` as :meth:`set` would, without moving (``bluesky.protocols.Checkable``).
@@ -258,4 +348,6 @@ class Motor(StandardReadable, StandardMovable[float]):
             high_limit_travel=self.high_limit_travel,
             update_period=self._update_period,
             motor_name=lambda: self.name,
+            units=self._units,
+            precision=self._precision,
         )

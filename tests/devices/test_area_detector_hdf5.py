@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from urllib.parse import urlparse
 import h5py
 import numpy as np
 import pytest
-from acq.devices.sim import AreaDetector, Motor
+from acq.devices.sim import AreaDetector, Motor, sim_beamline
 from ophyd_async.core import TriggerInfo
 
 SHAPE = (12, 16)
@@ -71,7 +72,7 @@ async def test_frames_in_file_match_stream_datum_indices(tmp_path: Path) -> None
             assert dataset.shape[0] == stop == 3
             if resource["data_key"] == "adet":
                 assert dataset.shape == (3, *SHAPE)
-                assert dataset.dtype == np.uint8
+                assert dataset.dtype == np.uint16
                 frames = dataset[()]
             else:
                 assert dataset.shape == (3,)
@@ -126,7 +127,6 @@ async def test_each_stage_writes_a_new_file(tmp_path: Path) -> None:
 
 async def test_frame_brightness_depends_on_motor_positions(tmp_path: Path) -> None:
     det, x, y = await make_detector(tmp_path)
-    await det.acquire_time.set(0.05)  # bright enough for integer pixels to differ
     await det.stage()
     for position in (0.0, 1.5):
         await asyncio.gather(x.set(position), y.set(position))
@@ -144,3 +144,59 @@ async def test_frame_brightness_depends_on_motor_positions(tmp_path: Path) -> No
 def test_acquire_time_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="acquire_time"):
         AreaDetector(tmp_path, acquire_time=0.0)
+
+
+async def frames_of(det: AreaDetector, triggers: int) -> np.ndarray:
+    """Stage, trigger ``triggers`` times, unstage; the frames in the file."""
+    await det.stage()
+    for _ in range(triggers):
+        await det.trigger()
+    docs = await asset_docs(det)
+    await det.unstage()
+    (path,) = {file_of(doc) for name, doc in docs if name == "stream_resource"}
+    with h5py.File(path, "r") as f:
+        dataset = f["/entry/data/data"]
+        assert isinstance(dataset, h5py.Dataset)
+        return dataset[()]
+
+
+async def test_beamline_defaults_give_a_peak_of_thousands_of_counts(tmp_path: Path) -> None:
+    bl = await sim_beamline(data_dir=tmp_path)  # motors at 0, default exposure
+    (frame,) = await frames_of(bl.area_detector, 1)
+    assert frame.dtype == np.uint16
+    assert 1_000 <= frame.max() <= 10_000  # a visible image, not 0-2 counts
+    height, width = frame.shape
+    assert frame[height // 2, width // 2] == frame.max()  # the blob is centred
+    assert frame[0, 0] < frame.max() / 2  # and falls off towards the corners
+
+
+async def test_frames_saturate_at_the_16_bit_limit(tmp_path: Path) -> None:
+    det, x, y = await make_detector(tmp_path)
+    # where the pattern is at its brightest (sin x = 1, cos(x y + 10) = 1), 0.1 s gives
+    # 100 000 counts at the peak: more than 16 bits hold
+    await asyncio.gather(x.set(math.pi / 2), y.set((4 * math.pi - 10) / (math.pi / 2)))
+    await det.acquire_time.set(0.1)
+    (frame,) = await frames_of(det, 1)
+    assert frame.max() == 65_535
+    assert frame.min() < 65_535  # the wings are not saturated
+
+
+async def test_poisson_noise_follows_counting_statistics_and_its_seed(tmp_path: Path) -> None:
+    async def noisy_frames(seed: int) -> np.ndarray:
+        x, y = Motor("x", instant=True), Motor("y", instant=True)
+        det = AreaDetector(
+            tmp_path, x, y, acquire_time=0.01, shape=(60, 80), noise="poisson", seed=seed
+        )
+        await asyncio.gather(x.connect(), y.connect(), det.connect())
+        return (await frames_of(det, 2)).astype(np.float64)
+
+    first, second = await noisy_frames(seed=7)
+    assert not np.array_equal(first, second)  # a fresh draw per frame
+    np.testing.assert_array_equal(await noisy_frames(seed=7), [first, second])
+    # In the bright middle, the spread between two frames is that of counting:
+    # var(a - b) = 2 * mean for Poisson counts.
+    middle = (slice(20, 40), slice(27, 53))
+    mean = (first[middle] + second[middle]).mean() / 2
+    assert mean > 1_000
+    spread = (first[middle] - second[middle]).var() / 2
+    assert spread == pytest.approx(mean, rel=0.15)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import re
 
 import pytest
 from acq.devices.sim import Motor, MotorLimitsError
@@ -22,6 +24,8 @@ class Recorder:
 
 
 async def make_motor(**kwargs: object) -> Motor:
+    # These tests count the updates of sub-second moves: publish every 10 ms.
+    kwargs.setdefault("update_period", 0.01)
     motor = Motor("m", **kwargs)  # type: ignore[arg-type]
     await motor.connect()
     return motor
@@ -192,3 +196,64 @@ async def test_moves_finish_on_virtual_time_despite_float_rounding() -> None:
     for target in (1.0, 2.0, 3.0, -3.0, 0.5):
         await motor.set(target)
         assert await motor.user_readback.get_value() == pytest.approx(target)
+
+
+@pytest.mark.looptime(start=0.0)
+async def test_timed_out_set_names_motor_target_and_timeout_and_stays_there() -> None:
+    motor = await make_motor(velocity=1.0)
+    with pytest.raises(TimeoutError) as excinfo:
+        await motor.set(5.0, timeout=0.2)
+    message = str(excinfo.value)
+    match = re.match(
+        r"m: set\(5\.0\) did not finish within 0\.2 s \(at ([\d.]+) of 5\.0, "
+        r"moving 1 mm/s from 0\.0\)",
+        message,
+    )
+    assert match, message
+    # The motor stays where the time ran out (what the timeout left after the limits
+    # check, in real time), and nothing moves any more.
+    stopped_at = (await motor.locate())["readback"]
+    assert stopped_at == pytest.approx(0.2, abs=0.02)
+    assert float(match[1]) == pytest.approx(stopped_at, abs=1e-3)
+    await asyncio.sleep(1.0)
+    assert (await motor.locate())["readback"] == stopped_at
+
+
+@pytest.mark.looptime(start=0.0)
+async def test_minute_long_move_publishes_correct_positions_and_reads_are_exact() -> None:
+    # On virtual time: the default update period, and reads between the updates.
+    motor = Motor("m", velocity=1.0, acceleration_time=2.0)
+    await motor.connect()
+    loop = asyncio.get_running_loop()
+    published: list[tuple[float, float]] = []
+
+    def record(reading: dict[str, Reading[float]]) -> None:
+        published.append((loop.time(), reading["m"]["value"]))
+
+    motor.subscribe_reading(record)
+    start = loop.time()
+    status = motor.set(60.0)
+    await asyncio.sleep(30.055)  # between two updates: a read gives this instant's position
+    expected = 1.0 + (30.055 - 2.0)  # 1 mm to reach 1 mm/s in 2 s, then cruise
+    assert (await motor.locate())["readback"] == pytest.approx(expected, abs=1e-9)
+    assert (await motor.read())["m"]["value"] == pytest.approx(expected, abs=1e-9)
+    await status
+    motor.clear_sub(record)
+
+    assert loop.time() - start == pytest.approx(62.0)  # 2 s ramp each end, 58 s cruise
+    times = [t - start for t, _ in published]
+    positions = [p for _, p in published]
+    assert positions[0] == 0.0
+    assert positions[-1] == 60.0
+    assert positions == sorted(positions)
+    assert max(b - a for a, b in itertools.pairwise(times[1:])) <= 0.1 + 1e-6
+    assert len(published) >= 620  # 62 s at 10 updates a second
+    for t, position in published[1:]:  # each update is where the trajectory is then
+        t -= start
+        if t <= 2.0:
+            model = 0.25 * t * t  # accelerating: 0.5 mm/s^2
+        elif t <= 60.0:
+            model = 1.0 + (t - 2.0)
+        else:
+            model = 60.0 - 0.25 * (62.0 - t) ** 2
+        assert position == pytest.approx(model, abs=1e-6), t

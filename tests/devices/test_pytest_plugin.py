@@ -396,6 +396,34 @@ def test_epics_ioc_serves_the_whole_session_on_loopback_and_stops(
         os.kill(int(pid), 0)
 
 
+@pytest.mark.ioc
+def test_epics_ioc_tests_stay_on_real_time_under_the_virtual_time_option(
+    inner: pytest.Pytester,
+) -> None:
+    # The IOC answers in real time: on virtual time the connect timeout passes at once.
+    pytest.importorskip("softioc")
+    inner.makepyfile(
+        """
+        import asyncio
+        import pytest
+        from acq.devices.epics import Motor
+
+        @pytest.mark.acq_virtual_time  # asked for, and still refused: the IOC is real
+        async def test_motor(epics_ioc):
+            assert not getattr(asyncio.get_running_loop(), "looptime_on", False)
+            motor = Motor(epics_ioc.pv_prefix("m1", "ca"), name="m1")
+            await motor.connect(timeout=10)
+            await motor.set(0.01)
+            assert abs(await motor.user_readback.get_value() - 0.01) < 1e-9
+
+        async def test_an_hour_of_sleep_beside_it():
+            await asyncio.sleep(3600)
+            assert asyncio.get_running_loop().looptime_on
+        """
+    )
+    run(inner, "--acq-virtual-time").assert_outcomes(passed=2)
+
+
 # -- DocumentRecorder, and the how-to --------------------------------------------------------
 
 

@@ -289,7 +289,7 @@ async def test_estimate_matches_a_run_on_virtual_time(
 
     assert result.exit_status == "success"
     # looptime rounds every timer to 1 us; these runs fire fewer than 2000 timers (the
-    # motors publish every 10 ms over < 15 s of motion, plus one exposure per point)
+    # motors publish every 100 ms over < 15 s of motion, plus one exposure per point)
     assert estimate.total == pytest.approx(measured, abs=2e-3)
     assert estimate.total > 1.0  # something was timed
     assert estimate.moving + estimate.exposing + estimate.sleeping == pytest.approx(estimate.total)

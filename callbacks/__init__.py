@@ -1,21 +1,29 @@
-"""acq.callbacks."""
+"""acq.callbacks.
+
+Each name loads its module on first use (PEP 562): the plots pull in bokeh and tornado
+(~0.5 s), which ``acq --help``, ``acq runs`` and a table-only script never need.
+"""
 
 from __future__ import annotations
 
-from ._best_effort import BestEffort
-from ._grid import LiveGrid
-from ._live_figure import LiveFigure
-from ._peaks import GaussianFit, PeakStatistics, PeakStats, fit_gaussian, peak_stats
-from ._plots import LivePlot, LiveScatter
-from ._progress import MoveProgress, ProgressBar, watch_progress
-from ._serializers import (
-    DocumentFileWriter,
-    JSONLinesWriter,
-    MsgpackWriter,
-    read_jsonl,
-    read_msgpack,
-)
-from ._table import LiveTable
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._best_effort import BestEffort
+    from ._grid import LiveGrid
+    from ._live_figure import LiveFigure
+    from ._peaks import GaussianFit, PeakStatistics, PeakStats, fit_gaussian, peak_stats
+    from ._plots import LivePlot, LiveScatter
+    from ._progress import MoveProgress, ProgressBar, watch_progress
+    from ._serializers import (
+        DocumentFileWriter,
+        JSONLinesWriter,
+        MsgpackWriter,
+        read_jsonl,
+        read_msgpack,
+    )
+    from ._table import LiveTable
 
 __all__: list[str] = [
     "LivePlot",
@@ -40,3 +48,38 @@ __all__: list[str] = [
     "read_jsonl",
     "read_msgpack",
 ]
+
+_MODULE_OF: dict[str, str] = {
+    "BestEffort": "_best_effort",
+    "LiveGrid": "_grid",
+    "LiveFigure": "_live_figure",
+    "GaussianFit": "_peaks",
+    "PeakStatistics": "_peaks",
+    "PeakStats": "_peaks",
+    "fit_gaussian": "_peaks",
+    "peak_stats": "_peaks",
+    "LivePlot": "_plots",
+    "LiveScatter": "_plots",
+    "MoveProgress": "_progress",
+    "ProgressBar": "_progress",
+    "watch_progress": "_progress",
+    "DocumentFileWriter": "_serializers",
+    "JSONLinesWriter": "_serializers",
+    "MsgpackWriter": "_serializers",
+    "read_jsonl": "_serializers",
+    "read_msgpack": "_serializers",
+    "LiveTable": "_table",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # the next look-up is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

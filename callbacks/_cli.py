@@ -14,27 +14,31 @@ writes to (``ACQ_CATALOG``, else the per-user data directory).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
-from acq.callbacks import LivePlot, LiveTable, ProgressBar
-from acq.devices.sim import sim_beamline
-from acq.plans import scan
+if TYPE_CHECKING:
+    from acq.catalog import Catalog, Run
 
-from acq import RunEngine
-from acq.catalog import Catalog, CatalogError, Run, data_dir, export_csv, export_nexus
+# Start-up: `acq --help` imports nothing heavy, `acq runs` only the catalog; the demo's
+# plots, devices and plans (bokeh, ophyd-async) load in _demo (tests/benchmarks: startup).
 
 __all__ = ["main"]
 
 
 async def _demo(num: int, plot: Path | None) -> int:
     """A scan of the simulated beamline with a live table, a progress bar and a saved plot."""
+    from acq.callbacks import LivePlot, LiveTable, ProgressBar
+    from acq.devices.sim import sim_beamline
+    from acq.plans import scan
+
+    from acq import RunEngine
+    from acq.catalog import data_dir
+
     RE = RunEngine()
     beamline = await sim_beamline(velocity=50.0, acquire_time=0.01, seed=0)
     live = LivePlot("det", x="x")
@@ -70,7 +74,13 @@ def _how_to_get_back(catalog: Catalog, uid: str) -> str:
 
 
 def _open_catalog(where: str | None) -> Catalog:
-    return Catalog(where)
+    """The catalog to read; it must exist (reading never creates one)."""
+    from acq.catalog import Catalog
+    from acq.catalog._config import check_location
+
+    catalog = Catalog(where)
+    check_location(catalog.location, write=False)
+    return catalog
 
 
 def _lookup(catalog: Catalog, ident: str) -> Run:
@@ -145,6 +155,8 @@ def _show(run: Run, rows: int) -> str:
         )
         lines.append(f"  {name}: {keys}")
     if "primary" in run.streams and rows > 0:
+        import numpy as np
+
         data = run.primary.read()
         keys = [k for k in data if getattr(data[k], "ndim", 1) == 1]
         lines.append(f"primary ({len(data.seq_num)} events):")
@@ -159,19 +171,22 @@ def _show(run: Run, rows: int) -> str:
 
 
 def _cell(value: Any) -> str:
+    import numpy as np
+
     if isinstance(value, float | np.floating):
         return f"{float(cast(float, value)):>12.6g}"
     return f"{str(value)[:12]:>12}"
 
 
 def _export(run: Run, fmt: str, output: Path, stream: str) -> Path:
+    from acq.catalog import export_csv, export_nexus
+
     if fmt == "csv":
         return export_csv(run, output, stream)
     return export_nexus(run, output)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``acq`` command."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="acq", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -196,11 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_argument("--format", choices=("csv", "nexus"), required=True)
     export.add_argument("-o", "--output", type=Path, required=True, help="the file to write")
     export.add_argument("--stream", default="primary", help="stream for csv (default primary)")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        if args.num < 1:
-            parser.error(f"--num must be at least 1, got {args.num}")
-        return asyncio.run(_demo(args.num, args.plot))
+    return parser
+
+
+def _read(args: argparse.Namespace) -> None:
+    """``acq runs``, ``acq show`` or ``acq export``: print what was asked for."""
     catalog = _open_catalog(args.catalog)
     try:
         if args.command == "runs":
@@ -210,10 +225,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             path = _export(_lookup(catalog, args.id), args.format, args.output, args.stream)
             print(f"wrote {path}")
+    finally:
+        catalog.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``acq`` command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "demo" and args.num < 1:
+        parser.error(f"--num must be at least 1, got {args.num}")
+    from acq.catalog import CatalogError
+
+    try:
+        if args.command == "demo":
+            import asyncio
+
+            return asyncio.run(_demo(args.num, args.plot))
+        _read(args)
     except (KeyError, IndexError, ValueError, CatalogError) as exc:
+        if args.command == "demo" and not isinstance(exc, CatalogError):
+            raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"acq {args.command}: {message}", file=sys.stderr)
         return 1
-    finally:
-        catalog.close()
     return 0

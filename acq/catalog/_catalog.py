@@ -15,14 +15,13 @@ whose uid starts with "3f2a".
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import event_model
-
 from ._codec import PACKED_EVENTS, loads
 from ._columns import decode, is_columnar
-from ._config import Location, default_location, location
+from ._config import CatalogError, Location, check_location, default_location, location
 from ._io import io_thread
 from ._search import Query, as_queries
 from ._store import DocumentStore, shared_store
@@ -35,10 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["Catalog", "Results", "Run", "Stream", "catalog_for"]
 
 T = TypeVar("T")
-_unpack = cast(
-    "Callable[[Any], Iterator[dict[str, Any]]]",
-    event_model.unpack_event_page,  # pyright: ignore[reportUnknownMemberType]
-)
 _PAGE = 200  # runs fetched per query while iterating
 _DOCUMENTS_PAGE = 2000  # document-log rows fetched per query while replaying
 
@@ -53,18 +48,35 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     return io_thread().run(coro)
 
 
+def _unpack(page: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    import event_model  # on first use: it costs ~0.1 s, and `acq runs` never needs it
+
+    unpack = cast(
+        "Callable[[Any], Iterator[dict[str, Any]]]",
+        event_model.unpack_event_page,  # pyright: ignore[reportUnknownMemberType]
+    )
+    return unpack(page)
+
+
 class Results:
     """Runs matching a search, newest first (:class:`Catalog` is the search for all)."""
 
     def __init__(self, where: Location, queries: tuple[Query, ...] = ()) -> None:
         self.location = where
         self.queries = queries
+        self._must_exist = False  # a pure reader: never create the database (checked once)
 
     def search(self, *queries: Query, **equals: Any) -> Results:
         """Narrow down: runs matching these terms too (see :mod:`acq.catalog`)."""
-        return Results(self.location, self.queries + as_queries(queries, equals))
+        found = Results(self.location, self.queries + as_queries(queries, equals))
+        found._must_exist = self._must_exist
+        return found
 
     def _fetch(self, call: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
+        if self._must_exist:
+            opened = _opened_here(self.location)
+            check_location(self.location, write=False, opened=opened)  # never creates one
+            self._must_exist = False
         return _run(call(_database(self.location), self.queries, *args, **kwargs))
 
     def __len__(self) -> int:
@@ -112,7 +124,7 @@ class Results:
             if key < 0:
                 rows = self._fetch(fetch_runs, limit=1, offset=-key - 1)
                 if not rows:
-                    raise IndexError(f"there is no run at position {key}: {self._what()} has fewer")
+                    raise IndexError(self._no_position(key))
                 return Run(self.location, rows[0])
             if key == 0:
                 raise KeyError("scan_ids start at 1; use [-1] for the newest run")
@@ -131,6 +143,13 @@ class Results:
                 f"{key!r} starts the uid of several runs ({shown}, ...): give more of it"
             )
         return Run(self.location, rows[0])
+
+    def _no_position(self, key: int) -> str:
+        held = len(self)
+        if held == 0:
+            return f"there are no runs in {self._what()}"
+        runs = "run" if held == 1 else "runs"
+        return f"there is no run at position {key}: {self._what()} has only {held} {runs}"
 
     def _what(self) -> str:
         if not self.queries:
@@ -169,12 +188,14 @@ class Catalog(Results):
             where = location(where)
         super().__init__(where)
         self._store = store
+        self._must_exist = store is None
 
     @property
     def store(self) -> DocumentStore:
         """The store that writes into this catalog (subscribe it as a critical subscriber)."""
         if self._store is None:
             self._store = shared_store(self.location)
+            self._must_exist = False  # a writer's catalog: its first run creates it
         return self._store
 
     async def next_scan_id(self, at_least: int = 1) -> int:
@@ -362,18 +383,44 @@ def catalog_for(spec: object) -> Catalog | None:
     ``"default"`` is the default location; None is none; a URL or path, a
     :class:`DocumentStore` or a :class:`Catalog` are used as given. Engines given the
     same location share one store (one writer).
+
+    The location is checked here, once, before any plan runs: a SQLite file with the
+    file system alone (cheap: SQLAlchemy is not imported), a server by connecting.
+
+    Raises:
+        CatalogError: the catalog cannot be written there; the message says why and
+            what to do.
     """
     if spec is None:
         return None
-    if isinstance(spec, Catalog):
-        return spec
-    if isinstance(spec, DocumentStore):
-        return Catalog(store=spec)
+    if isinstance(spec, Catalog | DocumentStore):
+        _check_writable(spec.location)
+        return spec if isinstance(spec, Catalog) else Catalog(store=spec)
     if isinstance(spec, str) and spec == "default":
-        return Catalog(store=shared_store(default_location()))
-    if isinstance(spec, str | os.PathLike | Location):
+        where = default_location()
+    elif isinstance(spec, str | os.PathLike | Location):
         where = spec if isinstance(spec, Location) else location(spec)  # pyright: ignore[reportUnknownArgumentType]
-        return Catalog(store=shared_store(where))
-    raise TypeError(
-        f"catalog= takes a URL or path, a DocumentStore, a Catalog, 'default' or None; got {spec!r}"
-    )
+    else:
+        raise TypeError(
+            "catalog= takes a URL or path, a DocumentStore, a Catalog, 'default' or None; "
+            f"got {spec!r}"
+        )
+    _check_writable(where)
+    return Catalog(store=shared_store(where))
+
+
+def _opened_here(where: Location) -> bool:
+    """Has this process opened the database at ``where`` (see ``check_location``)?"""
+    module = sys.modules.get(f"{__package__}._database")  # not imported: nothing is open
+    return module is not None and where in module.database and module.database(where).is_open
+
+
+def _check_writable(where: Location) -> None:
+    """One :class:`CatalogError` (no chained traceback) if runs cannot be stored there."""
+    if where.path is not None:
+        check_location(where, write=True, opened=_opened_here(where))
+        return
+    try:
+        _run(_database(where).engine(writer=True))  # a server: connect (a short timeout)
+    except CatalogError as exc:
+        raise CatalogError(str(exc)) from None

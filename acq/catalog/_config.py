@@ -12,7 +12,9 @@ URLs: ``sqlite:///path`` (or a plain path) becomes ``sqlite+aiosqlite:///path``;
 store takes out of the documents go to the *files directory*: ``<db folder>/files``
 for SQLite, ``<data dir>/files`` for PostgreSQL (``DocumentStore(files_dir=...)``).
 
-Nothing here imports SQLAlchemy: choosing a location costs nothing at ``import acq``.
+Nothing here imports SQLAlchemy: choosing a location costs nothing at ``import acq``,
+and :func:`check_location` looks at a SQLite location with the file system alone (a
+``RunEngine`` checks its catalog when it is made, before any device moves).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "ENV_DATA_DIR",
     "Location",
     "PerLocation",
+    "check_location",
     "data_dir",
     "default_location",
     "location",
@@ -51,6 +54,8 @@ _SCHEMES = {
     "postgres": _POSTGRES,
     _POSTGRES: _POSTGRES,
 }
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_ELSEWHERE = "give another location (RunEngine(catalog=...), acq --catalog or ACQ_CATALOG)"
 T = TypeVar("T")
 _PASSWORD = re.compile(r"(?<=://)([^/:@]*):[^/@]*@")
 
@@ -73,6 +78,10 @@ class PerLocation(Generic[T]):
             if made is None:
                 made = self._made[where] = self._make(where)
             return made
+
+    def __contains__(self, where: object) -> bool:
+        with self._lock:
+            return where in self._made
 
     def values(self) -> list[T]:
         """Everything made so far."""
@@ -173,3 +182,74 @@ def _sqlite(path: Path, files_dir: str | os.PathLike[str] | None) -> Location:
         Path(files_dir).expanduser().absolute() if files_dir is not None else path.parent / FILES
     )
     return Location(f"{_SQLITE}:///{path}", folder)
+
+
+def check_location(where: Location, *, write: bool, opened: bool = False) -> None:
+    """Raise one clear :class:`CatalogError` when a SQLite ``where`` cannot be a catalog.
+
+    File system checks only (no database is opened, nothing is created): the path is a
+    folder, a file that is not a SQLite database, unreadable, or -- with ``write`` --
+    read-only, or in a folder that cannot be written or created. Reading (``write``
+    False), the file must exist. A server (PostgreSQL) is not checked here.
+
+    ``opened``: this process already has the database open (``where in database``): it
+    is a catalog, and its file must not be opened again here -- closing any descriptor of
+    a file drops every POSIX lock this process holds on it, SQLite's included, and two
+    writers then corrupt it (sqlite.org, "How To Corrupt An SQLite Database File", 2.2).
+
+    Raises:
+        CatalogError: naming the path, what is wrong and what to do.
+    """
+    path = where.path
+    if path is None or opened:
+        return
+    if path.is_dir():
+        raise CatalogError(
+            f"the catalog {path} is a folder, not a database file: give a file path such "
+            f"as {path / DB_FILE}"
+        )
+    if path.exists():
+        _check_file(path, write)
+    elif write:
+        _check_creatable(path)
+    else:
+        raise CatalogError(
+            f"there is no catalog at {path}: check the path (a RunEngine creates the "
+            "catalog with its first run; reading never does)"
+        )
+
+
+def _check_file(path: Path, write: bool) -> None:
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise CatalogError(f"cannot read the catalog {path}: {exc.strerror}") from None
+    if header and header != _SQLITE_HEADER:
+        raise CatalogError(
+            f"{path} is not a catalog (not a SQLite database): give the path of a catalog, "
+            "or of a file that does not exist yet"
+        )
+    if not write:
+        return
+    if not os.access(path, os.W_OK):
+        raise CatalogError(f"the catalog {path} is read-only: make it writable or {_ELSEWHERE}")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise CatalogError(
+            f"the folder of the catalog {path} is read-only (SQLite writes its journal "
+            f"beside the database): make {path.parent} writable or {_ELSEWHERE}"
+        )
+
+
+def _check_creatable(path: Path) -> None:
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CatalogError(
+            f"cannot create the folder of the catalog {path}: {existing} is a file; {_ELSEWHERE}"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CatalogError(
+            f"cannot create the catalog {path}: the folder {existing} is read-only; {_ELSEWHERE}"
+        )

@@ -6,7 +6,8 @@ begins every transaction with ``BEGIN IMMEDIATE`` (it takes the write lock up fr
 two processes writing one file wait for each other instead of failing), the database
 runs in WAL mode (readers never block the writer) with ``synchronous=FULL`` (a commit
 is on disk when it returns) and waits up to a minute for a lock. On PostgreSQL both are
-plain asyncpg engines.
+plain asyncpg engines that give up connecting after ``CONNECT_TIMEOUT`` seconds (an
+unreachable server is one clear :class:`CatalogError`, not a minute's wait).
 
 Databases are shared per URL within a process (:func:`database`); :meth:`close` only
 returns their connections (they reconnect when used again), and every one is closed at
@@ -28,7 +29,10 @@ from ._config import CatalogError, Location, PerLocation
 from ._io import io_thread, on_exit
 from ._schema import SCHEMA_VERSION, catalog_meta, metadata
 
-__all__ = ["Database", "database"]
+__all__ = ["CONNECT_TIMEOUT", "Database", "database"]
+
+CONNECT_TIMEOUT = 5.0
+"""Seconds a PostgreSQL connection attempt may take before the catalog gives up."""
 
 _LOCK_TIMEOUT = 60.0  # seconds a SQLite connection waits for another writer
 _SCHEMA_LOCK = 0x61637163  # PostgreSQL advisory lock held while creating the tables
@@ -43,6 +47,11 @@ class Database:
         self._engines: dict[bool, AsyncEngine] = {}
         self._ready = False
         self._schema_lock: asyncio.Lock | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Does this process hold connections (or engines that may) to the database?"""
+        return bool(self._engines)
 
     async def engine(self, writer: bool = False) -> AsyncEngine:
         """The writer or reader engine, tables created (call on the I/O loop)."""
@@ -74,7 +83,12 @@ class Database:
             )
             _sqlite_events(engine, "BEGIN IMMEDIATE" if writer else "BEGIN")
             return engine
-        return create_async_engine(self.location.url, pool_size=2, **options)
+        return create_async_engine(
+            self.location.url,
+            pool_size=2,
+            connect_args={"timeout": CONNECT_TIMEOUT},
+            **options,
+        )
 
     async def _ensure_schema(self) -> None:
         engine = self._engines.get(True)
@@ -102,7 +116,7 @@ class Database:
         except CatalogError:
             raise
         except Exception as exc:
-            raise CatalogError(f"cannot open the catalog {self.location}: {exc}") from exc
+            raise CatalogError(f"cannot open the catalog {self.location}: {_why(exc)}") from exc
         if found is not None and found != str(SCHEMA_VERSION):
             raise CatalogError(
                 f"the catalog {self.location} has schema version {found}, this acq knows "
@@ -123,6 +137,20 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({str(self.location)!r})"
+
+
+def _why(exc: Exception) -> str:
+    """A failure to open a database in one line, with what to check."""
+    cause = getattr(exc, "orig", None) or exc
+    if isinstance(cause, TimeoutError):
+        return (
+            f"no answer from the server within {CONNECT_TIMEOUT:g} s: is it running, and "
+            "are the host and port right?"
+        )
+    text = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+    if isinstance(cause, OSError):
+        return f"{text}: is the server running, and are the host and port right?"
+    return text
 
 
 async def _upgrade_from_1(conn: Any, dialect: str) -> None:

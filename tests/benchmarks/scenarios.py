@@ -10,7 +10,9 @@ the rows (``name, unit, n, acq, bluesky, ratio, notes``, plus ``target`` and ``m
   on a scan of 20 ms points: the wall time it adds;
 * 1 vs 10 no-op subscribers on a scan;
 * a 1 000 000-point fly scan collected as Event Pages into a subscriber: points per second;
-* ``import`` time and ``RunEngine()`` to the first Start document, in fresh interpreters.
+* ``import`` time and ``RunEngine()`` to the first Start document, in fresh interpreters;
+* the wall time of whole processes: ``python -c pass`` (the floor), ``import acq``,
+  ``acq --help`` and ``acq runs`` on a small catalog, each against its target.
 
 Plans are the engines' own (``acq.plans`` and ``bluesky.plans``) on the same devices.
 acq's engine and its devices live on an ``asyncio.Runner``'s loop; bluesky's RunEngine
@@ -615,9 +617,152 @@ def startup(sizes: Sizes) -> list[Row]:
     return rows
 
 
+# -- 11. start-up of whole processes: python -c pass, import acq, acq --help, acq runs -------
+
+_ACQ_COMMAND = "import sys; from acq.callbacks._cli import main; sys.exit(main())"  # = bin/acq
+_SMALL_CATALOG = """
+import sys
+from acq.catalog import DocumentStore
+store = DocumentStore(sys.argv[1])
+for i in range(5):
+    uid = f"run-{i}"
+    store.write("start", {"uid": uid, "time": 1.0 + i, "scan_id": i + 1, "plan_name": "count"})
+    store.write("stop", {"uid": f"stop-{i}", "run_start": uid, "time": 1.5 + i,
+                         "exit_status": "success", "num_events": {"primary": 3}})
+store.close()
+"""
+
+
+def _process_best(args: list[str], spawns: int) -> float:
+    """The best wall time, in seconds, of ``spawns`` fresh ``python *args`` processes."""
+    times: list[float] = []
+    for _ in range(spawns):
+        t0 = time.perf_counter()
+        subprocess.run(
+            [sys.executable, *args],
+            cwd=_ROOT,
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+        times.append(time.perf_counter() - t0)
+    return _best(times)
+
+
+def process_startup(sizes: Sizes) -> list[Row]:
+    """Whole processes, wall time, best of a few, beside ``python -c pass`` (issue #16)."""
+    spawns = max(sizes.spawns, 3)  # a process's wall time is noisy: never just one
+    with tempfile.TemporaryDirectory() as tmp:
+        catalog = str(Path(tmp) / "catalog.db")
+        subprocess.run([sys.executable, "-c", _SMALL_CATALOG, catalog], cwd=_ROOT, check=True)
+        commands: list[tuple[str, list[str], float | None, str]] = [
+            ("python -c pass", ["-c", "pass"], None, "the interpreter alone: the floor"),
+            ("import acq", ["-c", "import acq"], 0.25, "python -c 'import acq'"),
+            ("acq --help", ["-c", _ACQ_COMMAND, "--help"], 0.3, "the acq command's help"),
+            (
+                "acq runs",
+                ["-c", _ACQ_COMMAND, "runs", "--catalog", catalog],
+                0.6,
+                "acq runs on a SQLite catalog of 5 runs",
+            ),
+        ]
+        walls = {name: _process_best(args, spawns) for name, args, _, _ in commands}
+    floor = walls["python -c pass"]
+    others = {  # the same start-up on bluesky's side, where it has one
+        "python -c pass": floor,
+        "import acq": _process_best(["-c", "import bluesky"], spawns),
+    }
+    rows: list[Row] = []
+    for name, _, target_s, what in commands:
+        wall = walls[name]
+        other = others.get(name)
+        versus = "bluesky: python -c 'import bluesky'" if name == "import acq" else ""
+        if other is None:
+            versus = "bluesky has no command line"
+        rows.append(
+            _row(
+                f"process: {name}",
+                "ms",
+                spawns,
+                wall * 1e3,
+                None if other is None else other * 1e3,
+                f"{what}: wall time of a fresh process, best of {spawns}; python -c pass "
+                f"{floor * 1e3:.0f} ms" + (f"; {versus}" if versus else ""),
+                target=None if target_s is None else f"<= {target_s * 1e3:.0f} ms",
+                met=None if target_s is None else wall <= target_s,
+            )
+        )
+    return rows
+
+
+# -- virtual time ------------------------------------------------------------------------------
+
+VIRTUAL_MOTION_S = 60.0  # seconds of loop time a slow motor moves (1 mm/s over 60 mm)
+VIRTUAL_MOTION_TARGET_S = 0.5  # wall seconds that minute may cost
+
+
+def _virtual_motion_wall(make_motor: Callable[[], Any]) -> float:
+    """Wall seconds for one ``set`` of VIRTUAL_MOTION_S s, on a fresh looptime loop."""
+    import looptime
+
+    async def move() -> float:
+        motor = make_motor()
+        await motor.connect()
+        loop = asyncio.get_running_loop()
+        started, t0 = loop.time(), time.perf_counter()
+        await motor.set(VIRTUAL_MOTION_S)
+        wall = time.perf_counter() - t0
+        if loop.time() - started < VIRTUAL_MOTION_S:
+            raise RuntimeError(f"the move took {loop.time() - started} s of loop time")
+        return wall
+
+    loop = looptime.new_event_loop(start=0.0)
+    try:
+        return loop.run_until_complete(move())
+    finally:
+        loop.close()
+
+
+def virtual_time_motion(sizes: Sizes) -> list[Row]:
+    """Wall time of a minute of simulated motion on virtual (looptime) time."""
+    from acq.devices.sim import Motor as AcqSimMotor
+    from ophyd_async.sim import SimMotor
+
+    repeat = sizes.repeat
+    acq_wall = min(
+        _virtual_motion_wall(lambda: AcqSimMotor("m", velocity=1.0)) for _ in range(repeat)
+    )
+    # ophyd-async's own sim motor (1 mm/s by default) in the other column
+    ophyd_wall = min(
+        _virtual_motion_wall(lambda: SimMotor("m", instant=False)) for _ in range(repeat)
+    )
+    return [
+        _row(
+            "60 s of sim motion, virtual time",
+            "ms wall",
+            repeat,
+            acq_wall * 1e3,
+            ophyd_wall * 1e3,
+            f"acq.devices.sim.Motor(velocity=1).set(60) on looptime's clock, best of "
+            f"{repeat}; 'bluesky' column: ophyd-async's SimMotor, same move and clock",
+            target=f"< {VIRTUAL_MOTION_TARGET_S * 1e3:.0f} ms",
+            met=acq_wall < VIRTUAL_MOTION_TARGET_S,
+        )
+    ]
+
+
 # -- the run -----------------------------------------------------------------------------------
 
-SCENARIOS = (sim_devices, grid, slow_subscriber, many_subscribers, fly_pages, startup)
+SCENARIOS = (
+    sim_devices,
+    grid,
+    slow_subscriber,
+    many_subscribers,
+    fly_pages,
+    startup,
+    process_startup,
+    virtual_time_motion,
+)
 
 
 def run(quick: bool) -> list[Row]:

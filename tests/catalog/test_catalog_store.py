@@ -360,8 +360,8 @@ async def test_a_catalog_that_cannot_be_opened_fails_the_run_before_it_starts(
     tmp_path: Path,
 ) -> None:
     blocker = tmp_path / "not-a-folder"
-    blocker.write_text("a file where the catalog's folder should be")
-    RE = RunEngine(catalog=blocker / "catalog.db", handle_sigint=False)
+    RE = RunEngine(catalog=blocker / "catalog.db", handle_sigint=False)  # checked: fine
+    blocker.write_text("a file where the catalog's folder should be")  # broken since
     det = Signal("det", 1.0)
     # the run's scan_id is reserved in the catalog first: that fails, naming the catalog
     with pytest.raises(CatalogError, match="cannot create the folder of the catalog"):

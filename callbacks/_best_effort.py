@@ -21,24 +21,33 @@ For each run it reads the plan's hints and the devices' hints and shows:
 The detectors' fields are the hinted fields (descriptor ``hints``) of the devices in
 the start document's ``detectors`` (of every hinted device when it names none), less
 the dimension fields; only scalar numbers are plotted.
+
+In a Jupyter notebook the figures are displayed when the run's first event stream
+begins, and each run's text (the table, then the peak statistics) goes to one display
+area of its own, updated in place: a figure displayed meanwhile can no longer land
+between two rows, as it did between printed lines.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import threading
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
 from bokeh.models import Column, Div
+from bokeh.util.serialization import make_id
 from event_model import DocumentRouter
 from event_model.documents import Event, EventDescriptor, EventPage, RunStart, RunStop
 
 from ._bokeh_server import View
 from ._grid import LiveGrid
 from ._live_figure import LiveFigure
-from ._live_view import LiveView, in_notebook
+from ._live_view import LiveView, in_notebook, send_display
 from ._peaks import PeakStats
 from ._plots import LivePlot, LiveScatter
 from ._progress import print_through_bars
@@ -48,6 +57,51 @@ __all__ = ["BestEffort"]
 
 _NUMERIC = frozenset({"number", "integer"})
 Subscriber = Callable[[str, Any], Any]
+
+
+class NotebookLines:
+    """Lines of text shown in one display area of the running cell, updated in place.
+
+    The area appears with the first line; later lines update it at most every
+    ``interval`` seconds (a line arriving sooner waits for the next one or for
+    :meth:`flush`), so a long scan costs a bounded number of updates per second.
+    """
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._id = ""
+        self._last = -math.inf
+        self._stale = False
+
+    def __call__(self, line: str) -> None:
+        """Add a line."""
+        with self._lock:
+            self._lines.append(line)
+            self._stale = True
+            if time.monotonic() - self._last >= self.interval:
+                self._send()
+
+    def flush(self) -> None:
+        """Show every line so far."""
+        with self._lock:
+            if self._stale:
+                self._send()
+
+    @property
+    def text(self) -> str:
+        """Every line so far."""
+        return "\n".join(self._lines)
+
+    def _send(self) -> None:  # under the lock
+        data = {"text/plain": self.text}
+        if self._id:
+            send_display(data, self._id, update=True)
+        else:
+            self._id = make_id()
+            send_display(data, self._id)
+        self._last, self._stale = time.monotonic(), False
 
 
 def dimensions(start: RunStart) -> tuple[list[list[str]], str]:
@@ -91,7 +145,8 @@ class BestEffort(LiveView, DocumentRouter):
         overplot: draw a run on the previous run's figure when it plots the same
             fields (a notebook shows that figure where it first appeared).
         out: called with each line of text (by default printed through any progress bar on
-            the terminal, so that lines and bars never share a line).
+            the terminal, so that lines and bars never share a line; in Jupyter, shown
+            in one display area per run).
         redraw_interval: seconds between redraws of each figure at most.
         notebook: show the figures in Jupyter; ``None`` detects a kernel.
 
@@ -116,6 +171,7 @@ class BestEffort(LiveView, DocumentRouter):
         self.table, self.plots, self.overplot = table, plots, overplot
         self.print_peaks = peaks
         self.out = out
+        self._lines: NotebookLines | None = None
         self.redraw_interval = redraw_interval
         self.figures_in_notebook = in_notebook() if notebook is None else notebook
         self.figures: list[LiveFigure] = []
@@ -138,11 +194,14 @@ class BestEffort(LiveView, DocumentRouter):
         self._planned = False
         self.peaks = {}
         self._children = []
+        self._lines = None
+        if self.out is print_through_bars and in_notebook():
+            self._lines = NotebookLines()
         if self.table:
             detectors = list(doc.get("detectors") or [])
             motors = [f for fields in self._dims for f in fields if f != "time"]
             fields = motors + detectors if detectors else None
-            self._children.append(LiveTable(fields, stream=self._stream, out=self.out))
+            self._children.append(LiveTable(fields, stream=self._stream, out=self._out))
         self._forward("start", doc)
 
     def descriptor(self, doc: EventDescriptor) -> None:
@@ -181,9 +240,14 @@ class BestEffort(LiveView, DocumentRouter):
         if self.print_peaks:
             for field, stats in self.peaks.items():
                 if stats.stats is not None:
-                    self.out(f"Peak statistics of {field} against {stats.x}:\n{stats.stats}")
+                    self._out(f"Peak statistics of {field} against {stats.x}:\n{stats.stats}")
+        if self._lines is not None:
+            self._lines.flush()
         self.poke()
         self.finish()
+
+    def _out(self, line: str) -> None:
+        (self.out if self._lines is None else self._lines)(line)
 
     def _forward(self, name: str, doc: Any) -> None:
         for child in self._children:

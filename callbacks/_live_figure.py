@@ -47,7 +47,8 @@ class LiveFigure(LiveView, DocumentRouter):
         stream: the event stream drawn (``None``: every stream with the fields).
         redraw_interval: seconds between redraws at most.
         notebook: show the figure in the running Jupyter cell when its first run
-            starts, and update it in place; ``None`` detects a Jupyter kernel.
+            starts, update it in place, and leave it as finally drawn when each run
+            stops; ``None`` detects a Jupyter kernel.
         title: the figure's title (each figure has a default).
     """
 
@@ -80,7 +81,11 @@ class LiveFigure(LiveView, DocumentRouter):
             self._runs[doc["uid"]] = doc
 
     def descriptor(self, doc: EventDescriptor) -> None:
-        """Start feeding the stream if the figure draws it."""
+        """Start feeding the stream if the figure draws it; in a notebook, show the figure.
+
+        The figure is shown (once) before this returns, with its data sources for the
+        stream: ``push_notebook`` can only update models that the display has.
+        """
         start = self._runs.get(doc["run_start"])
         if start is None or (self.stream is not None and doc.get("name") != self.stream):
             return
@@ -89,6 +94,8 @@ class LiveFigure(LiveView, DocumentRouter):
             feed = self.feed(start, doc, run)
         if feed is not None:
             self._feeds[doc["uid"]] = feed
+            if self.notebook:
+                self.show_once()
             self.poke()
 
     def event(self, doc: Event) -> Event:
@@ -114,6 +121,5 @@ class LiveFigure(LiveView, DocumentRouter):
         return doc
 
     def stop(self, doc: RunStop) -> None:
-        """The run is over: draw what is left."""
-        self.poke()
-        self.finish()
+        """The run is over: draw what is left (in a notebook, as the cell's final figure)."""
+        self.settle()

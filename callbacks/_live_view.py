@@ -12,11 +12,18 @@ object's own models (:attr:`LiveView.figure`, which a Jupyter cell shows and upd
 in place through ``push_notebook``), and one view per browser tab of the page served
 by :meth:`LiveView.serve`. :meth:`LiveView.save` writes a standalone HTML file
 (BokehJS inlined: it opens offline) from all the data received so far.
+
+In a notebook, BokehJS is inlined too (a plot must draw on a beamline with no
+network), and the figure is displayed under a display id: at the end of each run
+(:meth:`LiveView.settle`) the display is replaced with the figure as finally drawn, so
+that the saved notebook (whose outputs never see ``push_notebook``'s updates) keeps
+the final figure rather than the first one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import math
@@ -26,21 +33,25 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from bokeh.document import Document
 from bokeh.embed import file_html
-from bokeh.io import output_notebook, push_notebook, show
-from bokeh.io.notebook import CommsHandle
+from bokeh.embed.notebook import notebook_content
+from bokeh.io import output_notebook, push_notebook
+from bokeh.io.notebook import EXEC_MIME_TYPE, HTML_MIME_TYPE, JS_MIME_TYPE, CommsHandle, get_comms
 from bokeh.io.state import curstate
 from bokeh.models import UIElement
 from bokeh.resources import INLINE
+from bokeh.util.serialization import make_id
 
 from ._bokeh_server import PlotServer, View
 
-__all__ = ["LiveView", "Throttle", "in_notebook"]
+__all__ = ["LiveView", "Throttle", "in_notebook", "send_display"]
 
 logger = logging.getLogger("acq.callbacks")
+
+SETTLE_TIMEOUT = 10.0  # seconds a subscriber thread waits for the loop to draw a run's end
 
 
 class Throttle:
@@ -105,6 +116,40 @@ class Throttle:
             self._waiters.append(waiter)
             await waiter
 
+    def draw_now(self) -> None:
+        """Redraw at once, dropping any scheduled redraw (on the loop, or with none)."""
+        self.cancel()
+        self._fire(time.monotonic() if self._loop is None else self._loop.time())
+
+    def on_loop(self, call: Callable[[], None]) -> None:
+        """Run ``call`` on the redraw loop and wait for it (at most ``SETTLE_TIMEOUT`` s).
+
+        Runs it here when this is the loop's thread, or when there is no running loop.
+        """
+        loop = self._loop
+        try:
+            here = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            here = False
+        if here or loop is None or loop.is_closed() or not loop.is_running():
+            call()
+            return
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                call()
+            except BaseException as exc:
+                done.set_exception(exc)
+                raise
+            done.set_result(None)
+
+        loop.call_soon_threadsafe(run)
+        try:
+            done.result(timeout=SETTLE_TIMEOUT)
+        except TimeoutError:
+            logger.warning("the event loop did not draw the figure within %s s", SETTLE_TIMEOUT)
+
     def cancel(self) -> None:
         """Drop a scheduled redraw (the figure is being closed)."""
         if self._handle is not None:
@@ -149,6 +194,25 @@ class Throttle:
                 waiter.set_result(None)
 
 
+def send_display(
+    data: object,
+    display_id: str,
+    *,
+    update: bool = False,
+    raw: bool = True,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Display ``data`` (mime data when ``raw``) in the running cell under ``display_id``.
+
+    ``update``: replace what was displayed under that id, wherever it is, instead.
+    """
+    import IPython.display  # only in a kernel
+
+    ipython: Any = IPython.display
+    publish = ipython.update_display if update else ipython.display
+    publish(data, raw=raw, metadata=metadata, display_id=display_id)
+
+
 def in_notebook() -> bool:
     """True inside a Jupyter kernel (where figures display in the running cell)."""
     ipython = sys.modules.get("IPython")
@@ -185,6 +249,7 @@ class LiveView:
         self._live: View | None = None
         self._sessions: dict[Document, View] = {}
         self._handle: CommsHandle | None = None
+        self._display_id = ""
         self._server: PlotServer | None = None
         with contextlib.suppress(RuntimeError):  # else when a loop pokes, serves or shows
             self._throttle.attach(asyncio.get_running_loop())
@@ -205,6 +270,46 @@ class LiveView:
     def finish(self) -> None:
         """The data is complete (see :meth:`Throttle.finish`)."""
         self._throttle.finish()
+
+    def settle(self) -> None:
+        """A run ended: draw everything now; in a notebook, leave the final figure in its cell.
+
+        The redraw happens on the event loop, and a caller in another thread (a
+        subscriber's worker) waits for it: so the notebook cell running the scan has
+        the final figure before ``await RE(...)`` returns.
+        """
+        if not self.notebook:
+            self.poke()
+            self.finish()
+            return
+        self._throttle.on_loop(self._settle)
+
+    def _settle(self) -> None:
+        self._throttle.draw_now()
+        if self._handle is not None:  # the final figure, static: no comm until a next run
+            self._release(self._handle)
+            self._handle = None
+            self._publish(update=True, live=False)
+
+    def show_once(self) -> None:
+        """In a Jupyter kernel, show :attr:`figure` now unless it is already shown.
+
+        Like :meth:`settle`, from any thread: the figure is displayed before this returns.
+        """
+        self._throttle.on_loop(self._show_once)
+
+    def _show_once(self) -> None:
+        if self._handle is None and in_notebook():
+            self._show_live()
+
+    def _show_live(self) -> None:
+        """Show the figure live: again where it was shown before, else as a new output."""
+        if self._live is not None:
+            self.refreshed(self._live)  # with every model the data needs so far
+        if self._display_id:
+            self._handle = self._publish(update=True, live=True)
+        else:
+            self.show()
 
     def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Redraw on ``loop`` (for views made off the loop, e.g. in a subscriber thread)."""
@@ -245,7 +350,7 @@ class LiveView:
         if self._handle is not None:
             push_notebook(handle=self._handle)
         elif self.notebook and self.has_data():
-            self.show()
+            self._show_live()
         for doc, view in list(self._sessions.items()):
             doc.add_next_tick_callback(partial(self._refresh, view))
 
@@ -264,8 +369,44 @@ class LiveView:
             self._throttle.attach(asyncio.get_running_loop())
         self.notebook = True
         if not curstate().notebook:
-            output_notebook(hide_banner=True)
-        self._handle = show(self.figure, notebook_handle=True)
+            output_notebook(resources=INLINE, hide_banner=True)  # offline, BokehJS inlined
+        if self._handle is not None:
+            self._release(self._handle)
+        self._display_id = make_id()
+        self._handle = self._publish(update=False, live=True)
+
+    @overload
+    def _publish(self, *, update: bool, live: Literal[True]) -> CommsHandle: ...
+    @overload
+    def _publish(self, *, update: bool, live: Literal[False]) -> None: ...
+    def _publish(self, *, update: bool, live: bool) -> CommsHandle | None:
+        """Display :attr:`figure` as it is now, or replace its display (``update``).
+
+        Bokeh's ``show_doc``, with display ids. A ``live`` figure gets a comm, and the
+        returned handle lets ``push_notebook`` update it from here.
+        """
+        state = curstate()
+        root = self.figure
+        if root not in state.document.roots:
+            state.document.add_root(root)
+        target = make_id() if live else None
+        script, div, cell_doc = notebook_content(root, target)
+        scripted = {JS_MIME_TYPE: script, EXEC_MIME_TYPE: ""}
+        metadata: dict[str, Any] = {EXEC_MIME_TYPE: {"id": root.id}}
+        send_display({HTML_MIME_TYPE: div}, f"{self._display_id}-div", update=update)
+        send_display(scripted, f"{self._display_id}-js", update=update, metadata=metadata)
+        if target is None:
+            return None
+        handle = CommsHandle(get_comms(target), cell_doc)
+        state.document.callbacks.on_change_dispatch_to(handle)
+        state.last_comms_handle = handle
+        return handle
+
+    @staticmethod
+    def _release(handle: CommsHandle) -> None:
+        """Stop recording the document's changes for a handle no longer pushed to."""
+        with contextlib.suppress(KeyError):
+            curstate().document.callbacks.remove_on_change(handle)
 
     async def serve(self, port: int = 0, address: str = "127.0.0.1") -> str:
         """Serve a live page from this event loop; return its URL.

@@ -8,9 +8,11 @@
   ``complete()``): ``watch_progress(motor.set(5.0))``.
 
 Bars redraw at most every ``min_interval`` seconds whatever the rate of points (each
-update between redraws only adds to a counter), so a bar never slows a scan. In
-Jupyter (with ipywidgets installed) the bar is a widget; elsewhere it is text on
-stderr (or on ``file``).
+update between redraws only adds to a counter), so a bar never slows a scan. In a
+Jupyter kernel the bar is a widget (with ipywidgets installed; else the text bar, in
+a display area of the cell), displayed once and left in its final state in the saved
+notebook (:mod:`acq.callbacks._notebook_bars`); elsewhere it is text on stderr (or on
+``file``).
 
 A text bar is redrawn in place on its line, so text printed to the same terminal (stdout
 and stderr count as one) must go around it: :func:`print_through_bars` clears the bars,
@@ -36,11 +38,14 @@ class _TerminalBar(std_tqdm):  # pyright: ignore[reportMissingTypeArgument]
     monitor_interval = 0
 
 
-def _in_jupyter() -> bool:
-    """True in a Jupyter kernel that can show ipywidgets."""
-    return (
-        "ipykernel.zmqshell" in sys.modules and importlib.util.find_spec("ipywidgets") is not None
-    )
+def _in_kernel() -> bool:
+    """True in a Jupyter kernel."""
+    return "ipykernel.zmqshell" in sys.modules
+
+
+def _has_widgets() -> bool:
+    """True when ipywidgets can be imported."""
+    return importlib.util.find_spec("ipywidgets") is not None
 
 
 def print_through_bars(text: str, file: IO[str] | None = None) -> None:
@@ -96,18 +101,25 @@ def make_bar(
     notebook: bool | None,
     **options: Any,
 ) -> Any:
-    """A tqdm bar: the Jupyter widget when ``notebook`` (default: in Jupyter), else text.
+    """A tqdm bar: a notebook's bar when ``notebook`` (default: in Jupyter), else text.
+
+    In a kernel the notebook's bar is the widget when ipywidgets is installed, else the
+    text bar drawn in a display area; both end in the saved notebook as they were
+    closed. ``notebook=True`` outside a kernel gives tqdm's widget bar.
 
     Returns:
         The bar (a ``tqdm.std.tqdm`` or ``tqdm.notebook.tqdm``).
     """
-    use_widget = (_in_jupyter() if notebook is None else notebook) and file is None
-    if use_widget:
-        from tqdm.notebook import tqdm as notebook_tqdm
+    bar_class: Any = _TerminalBar
+    if (_in_kernel() if notebook is None else notebook) and file is None:
+        if _in_kernel():
+            from ._notebook_bars import DisplayBar, WidgetBar
 
-        bar_class: Any = notebook_tqdm
-    else:
-        bar_class = _TerminalBar
+            bar_class = WidgetBar if _has_widgets() else DisplayBar
+        else:
+            from tqdm.notebook import tqdm as notebook_tqdm
+
+            bar_class = notebook_tqdm
     _tqdm_lock()  # made on the base class before a bar makes one on its own class
     # miniters=0: every update checks the clock (about 0.1 µs) and redraws once
     # min_interval has passed, so a slow phase after a fast one is never shown stale.

@@ -51,7 +51,7 @@ def find_bin_dir() -> Path:
     if wheel is not None and wheel.origin is not None:
         candidates.append(Path(wheel.origin).parent / "pginstall" / "bin")
     for folder in candidates:
-        if (folder / "initdb").exists() and (folder / "pg_ctl").exists():
+        if all(os.access(folder / tool, os.X_OK) for tool in ("initdb", "pg_ctl")):
             return folder
     raise RuntimeError(_MISSING)
 

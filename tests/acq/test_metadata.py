@@ -658,7 +658,8 @@ async def test_versions_of_acq_and_its_libraries_are_recorded(
     versions = start_of(checker)["versions"]
     assert isinstance(versions, dict), type(versions)
     assert versions["python"] == platform.python_version()
-    for dist in ("acq", "event-model", "bluesky", "ophyd-async"):
+    assert versions["acq"] == importlib.metadata.version("acq-daq")  # acq's PyPI name
+    for dist in ("event-model", "bluesky", "ophyd-async"):
         assert versions[dist.replace("-", "_")] == importlib.metadata.version(dist)
 
 

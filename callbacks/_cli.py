@@ -211,7 +211,24 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("csv", "nexus"), required=True)
     export.add_argument("-o", "--output", type=Path, required=True, help="the file to write")
     export.add_argument("--stream", default="primary", help="stream for csv (default primary)")
+    serve = commands.add_parser("serve", help="run the engine as a network service (HTTP API)")
+    serve.add_argument("--config", required=True, help="Python file or module defining 'config'")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default local)")
+    serve.add_argument("--port", type=int, default=60610, help="port (default 60610)")
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """``acq serve``: the queue service on this process's event loop until Ctrl-C."""
+    import asyncio
+
+    from acq.service import load_config, serve
+
+    async def run() -> None:
+        await serve(await load_config(args.config), args.host, args.port)
+
+    asyncio.run(run())
+    return 0
 
 
 def _read(args: argparse.Namespace) -> None:
@@ -235,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "demo" and args.num < 1:
         parser.error(f"--num must be at least 1, got {args.num}")
+    from acq import AcqError  # CatalogError, and the service's ServiceError
     from acq.catalog import CatalogError
 
     try:
@@ -242,8 +260,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             import asyncio
 
             return asyncio.run(_demo(args.num, args.plot))
+        if args.command == "serve":
+            return _serve(args)
         _read(args)
-    except (KeyError, IndexError, ValueError, CatalogError) as exc:
+    except (KeyError, IndexError, ValueError, AcqError) as exc:
         if args.command == "demo" and not isinstance(exc, CatalogError):
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

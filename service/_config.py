@@ -1,0 +1,104 @@
+"""What a service offers: its devices, its plans and where it keeps its queue.
+
+A configuration is a :class:`ServiceConfig`, written in Python. ``acq serve --config
+FILE`` (or :func:`load_config`) reads it from a file or a module: the name ``config``
+there is a ``ServiceConfig``, or a function -- plain or ``async def`` (devices that must
+connect) -- returning one::
+
+    from acq.devices.sim import sim_beamline
+    from acq.plans import count, scan
+    from acq.service import ServiceConfig
+
+    async def config() -> ServiceConfig:
+        beamline = await sim_beamline()
+        return ServiceConfig(devices=beamline.by_name(), plans={"count": count, "scan": scan})
+
+Nothing outside ``devices`` and ``plans`` can run through the service.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from acq import AcqError
+
+__all__ = ["ServiceConfig", "ServiceError", "load_config"]
+
+
+class ServiceError(AcqError):
+    """The service cannot start or do what it was asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """The devices and plans a service offers, and where it stores runs and its queue.
+
+    Attributes:
+        devices: every device a plan may be given, by the name clients use.
+        plans: every plan a client may queue, by name (functions returning a plan).
+        catalog: the engine's catalog (``RunEngine(catalog=...)``): ``"default"``, a URL
+            or a SQLite path. The queue and history are kept in the same database.
+        queue_url: keep the queue and history in this database instead (a URL or a
+            SQLite path); needed when ``catalog`` is None.
+        allow_anonymous: serve clients that give no credentials (the only mode yet).
+        md: metadata put in every run (``RE.md``).
+    """
+
+    devices: Mapping[str, Any] = field(default_factory=dict[str, Any])
+    plans: Mapping[str, Callable[..., Any]] = field(default_factory=dict[str, Callable[..., Any]])
+    catalog: object = "default"
+    queue_url: str | None = None
+    allow_anonymous: bool = True
+    md: Mapping[str, Any] = field(default_factory=dict[str, Any])
+
+    def __post_init__(self) -> None:
+        for name, plan in self.plans.items():
+            if not callable(plan):
+                raise ServiceError(f"plan {name!r} of the configuration is not callable")
+        if not self.allow_anonymous:
+            raise ServiceError(
+                "allow_anonymous=False needs authentication, which acq.service does not "
+                "have yet: serve on a trusted network with allow_anonymous=True"
+            )
+
+
+async def load_config(spec: str | Path) -> ServiceConfig:
+    """The :class:`ServiceConfig` named ``config`` in a Python file or an importable module.
+
+    Raises:
+        ServiceError: no such file or module, no ``config`` in it, or not a ServiceConfig.
+    """
+    module = _load_module(spec)
+    found = getattr(module, "config", None)
+    if found is None:
+        raise ServiceError(f"{spec} defines no 'config' (a ServiceConfig or a function)")
+    if callable(found) and not isinstance(found, ServiceConfig):
+        found = found()
+        if inspect.isawaitable(found):
+            found = await found
+    if not isinstance(found, ServiceConfig):
+        raise ServiceError(f"'config' of {spec} is {type(found).__name__}, not a ServiceConfig")
+    return found
+
+
+def _load_module(spec: str | Path) -> Any:
+    path = Path(spec)
+    if path.suffix == ".py" or path.exists():
+        if not path.is_file():
+            raise ServiceError(f"no configuration file {path}")
+        found = importlib.util.spec_from_file_location(f"_acq_service_config_{path.stem}", path)
+        if found is None or found.loader is None:
+            raise ServiceError(f"cannot load {path} as Python")
+        module = importlib.util.module_from_spec(found)
+        found.loader.exec_module(module)
+        return module
+    try:
+        return importlib.import_module(str(spec))
+    except ImportError as exc:
+        raise ServiceError(f"no configuration file or module {spec!r}: {exc}") from exc

@@ -14,6 +14,7 @@ arguments are checked against its plan's signature before it is queued.
 
 from __future__ import annotations
 
+from ._auth import ApiKey, Authorizer, OidcProvider, authorizer_for, hash_api_key
 from ._config import ServiceConfig, ServiceError, load_config
 from ._manager import QueueManager, Refused
 from ._plans import ItemError, PlanCall, PlanRegistry
@@ -29,6 +30,11 @@ __all__ = [
     "PlanCall",
     "QueueStore",
     "QueueManager",
+    "ApiKey",
+    "OidcProvider",
+    "hash_api_key",
+    "Authorizer",
+    "authorizer_for",
     # errors
     "ServiceError",
     "ItemError",

@@ -9,21 +9,28 @@ body with a GET). Errors:
   wrong type: ``422`` (``400`` for malformed JSON) with ``detail`` naming the field;
   nothing is queued and nothing reaches the engine;
 * a valid request that cannot be done now (resume while nothing is paused): ``200``
-  with ``success: false`` and ``msg`` saying why, as httpserver answers.
+  with ``success: false`` and ``msg`` saying why, as httpserver answers;
+* no or a wrong credential: ``401``; a credential without the route's scope, or a plan
+  or device its user group may not use: ``403`` naming the scope or the rule. Each
+  refusal is logged (logger ``acq.service``) with who and what.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 
+from ._auth import ROUTE_SCOPES, AuthError, Authorizer, Kind, Principal
 from ._manager import QueueManager, Refused
-from ._plans import ItemError
+from ._plans import ItemError, PlanCall
 
 __all__ = ["api_router"]
+
+logger = logging.getLogger("acq.service")
 
 Params = dict[str, Any]
 _LOCK = ("lock_key",)
@@ -73,9 +80,48 @@ async def _guarded(action: Callable[[], Awaitable[Params]]) -> Params:
         return {"success": False, "msg": str(exc)}
 
 
-def api_router(manager: QueueManager) -> APIRouter:
-    """The httpserver-compatible routes, acting on ``manager``."""
-    router = APIRouter(prefix="/api")
+def refuse(request: Request, error: AuthError) -> HTTPException:
+    """Log a refused request (who, method, path, reason); the HTTP error to raise."""
+    logger.warning("refused %s %s from %s: %s", request.method, request.url.path,
+                   error.who, error.reason)  # fmt: skip
+    headers = {"WWW-Authenticate": "ApiKey"} if error.status == 401 else None
+    return HTTPException(error.status, error.reason, headers=headers)
+
+
+def _guard(auth: Authorizer) -> Callable[[Request], Awaitable[None]]:
+    """A dependency of every route: authenticate, then require the route's scope."""
+
+    async def guard(request: Request) -> None:
+        path = getattr(request.scope.get("route"), "path", request.url.path)
+        try:
+            principal = await auth.authenticate(request.headers.get("authorization"))
+            auth.require(principal, ROUTE_SCOPES.get(path))
+        except AuthError as error:
+            raise refuse(request, error) from None
+        request.state.principal = principal
+        request.state.auth = auth
+
+    return guard
+
+
+def caller(request: Request) -> tuple[Principal, Authorizer]:
+    """Who made the request (set by the guard) and the service's authorizer."""
+    return request.state.principal, request.state.auth
+
+
+def permitted(request: Request, kind: Kind, described: Mapping[str, Any]) -> dict[str, Any]:
+    """The plans or devices of ``described`` the caller's group may use."""
+    principal, auth = caller(request)
+    return {k: v for k, v in described.items() if auth.refusal(principal, kind, k) is None}
+
+
+def api_router(manager: QueueManager, auth: Authorizer | None = None) -> APIRouter:
+    """The httpserver-compatible routes, acting on ``manager``, guarded by ``auth``.
+
+    Without ``auth``, anonymous clients may do everything (a trusted network).
+    """
+    guard = _guard(auth if auth is not None else Authorizer())
+    router = APIRouter(prefix="/api", dependencies=[Depends(guard)])
     _status_routes(router, manager)
     _queue_routes(router, manager)
     _item_routes(router, manager)
@@ -93,12 +139,14 @@ def _status_routes(router: APIRouter, m: QueueManager) -> None:
     @router.get("/plans/allowed")
     async def plans_allowed(request: Request) -> Params:  # pyright: ignore[reportUnusedFunction]
         await params(request, _USER)
-        return ok(plans_allowed=m.registry.describe_plans(), plans_allowed_uid=m.allowed_uid)
+        plans = permitted(request, "plan", m.registry.describe_plans())
+        return ok(plans_allowed=plans, plans_allowed_uid=m.allowed_uid)
 
     @router.get("/devices/allowed")
     async def devices_allowed(request: Request) -> Params:  # pyright: ignore[reportUnusedFunction]
         await params(request, _USER)
-        return ok(devices_allowed=m.registry.describe_devices(), devices_allowed_uid=m.allowed_uid)
+        devices = permitted(request, "device", m.registry.describe_devices())
+        return ok(devices_allowed=devices, devices_allowed_uid=m.allowed_uid)
 
     @router.post("/environment/open")
     @router.post("/environment/close")
@@ -156,9 +204,10 @@ def _item_routes(router: APIRouter, m: QueueManager) -> None:
             raise HTTPException(422, "item: an object {name, args, kwargs, item_type} is needed")
         if item.get("item_type", "plan") != "plan":  # pyright: ignore[reportUnknownMemberType]
             raise HTTPException(422, "item.item_type: only 'plan' items can be queued")
+        owned = await _owned_item(request, m, item)  # pyright: ignore[reportUnknownArgumentType]
 
         async def add() -> Params:
-            added = await m.add(item, found.get("pos"), found.get("before_uid"),  # pyright: ignore[reportUnknownArgumentType]
+            added = await m.add(owned, found.get("pos"), found.get("before_uid"),
                                 found.get("after_uid"))  # fmt: skip
             queued, _ = await m.store.sizes()
             return ok(item=added, qsize=queued)
@@ -188,6 +237,38 @@ def _item_routes(router: APIRouter, m: QueueManager) -> None:
         if not isinstance(index, int) or not -len(chosen) <= index < len(chosen):
             raise HTTPException(422, f"pos: no queued item at {pos!r}")
         return ok(item=chosen[index])
+
+
+async def _owned_item(request: Request, m: QueueManager, item: Params) -> Params:
+    """``item`` as its caller's, once its group may use its plan and devices (else 403)."""
+    principal, auth = caller(request)
+    name = item.get("name")
+    if isinstance(name, str) and (reason := auth.refusal(principal, "plan", name)):
+        raise refuse(request, AuthError(403, reason, principal.name))
+    try:
+        call = m.registry.check(name, item.get("args", []), item.get("kwargs", {}))
+    except ItemError as exc:
+        raise HTTPException(422, str(exc)) from None
+    for device in _devices_of(call, m.registry.devices):
+        if reason := auth.refusal(principal, "device", device):
+            raise refuse(request, AuthError(403, reason, principal.name))
+    return {**item, "user": principal.name, "user_group": principal.group or "primary"}
+
+
+def _devices_of(call: PlanCall, devices: Mapping[str, Any]) -> set[str]:
+    """The names of the configuration's devices a checked call uses (all their names)."""
+    names: dict[int, list[str]] = {}
+    for name, device in devices.items():
+        names.setdefault(id(device), []).append(name)
+    found: set[str] = set()
+    pending: list[Any] = [*call.args, *call.kwargs.values()]
+    while pending:
+        value = pending.pop()
+        if id(value) in names:
+            found.update(names[id(value)])
+        elif isinstance(value, list | tuple | set | frozenset):
+            pending.extend(value)  # pyright: ignore[reportUnknownArgumentType]
+    return found
 
 
 def _engine_routes(router: APIRouter, m: QueueManager) -> None:
@@ -250,8 +331,10 @@ async def status_of(m: QueueManager) -> Params:
     }
 
 
-def make_app(manager: QueueManager, lifespan: Any = None) -> FastAPI:
-    """A FastAPI application serving ``manager`` under ``/api``."""
+def make_app(
+    manager: QueueManager, lifespan: Any = None, auth: Authorizer | None = None
+) -> FastAPI:
+    """A FastAPI application serving ``manager`` under ``/api``, guarded by ``auth``."""
     app = FastAPI(title="acq service", lifespan=lifespan)
-    app.include_router(api_router(manager))
+    app.include_router(api_router(manager, auth))
     return app

@@ -21,12 +21,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from acq import AcqError
+
+if TYPE_CHECKING:
+    from ._auth import ApiKey, OidcProvider
 
 __all__ = ["ServiceConfig", "ServiceError", "load_config"]
 
@@ -46,7 +49,17 @@ class ServiceConfig:
             or a SQLite path. The queue and history are kept in the same database.
         queue_url: keep the queue and history in this database instead (a URL or a
             SQLite path); needed when ``catalog`` is None.
-        allow_anonymous: serve clients that give no credentials (the only mode yet).
+        api_keys: the API keys clients may send (``Authorization: ApiKey <key>``): a
+            list of :class:`~acq.service.ApiKey`, or a mapping of name to an ApiKey or to
+            ``{"key_hash": ..., "scopes": [...], "group": ...}``.
+        allow_anonymous: serve clients that give no credentials; None (the default):
+            yes when there are neither ``api_keys`` nor ``oidc`` (a trusted network).
+        anonymous_scopes: what anonymous clients may do; None: everything without
+            keys or ``oidc``, reading only (``read:*``) with them.
+        anonymous_group: the user group of anonymous clients (None: no restriction).
+        user_groups: plans and devices each group may use: a mapping, or the path of a
+            file, in the shape of queueserver's ``user_group_permissions.yaml``.
+        oidc: accept bearer tokens of this OIDC provider (``Authorization: Bearer``).
         md: metadata put in every run (``RE.md``).
     """
 
@@ -54,18 +67,21 @@ class ServiceConfig:
     plans: Mapping[str, Callable[..., Any]] = field(default_factory=dict[str, Callable[..., Any]])
     catalog: object = "default"
     queue_url: str | None = None
-    allow_anonymous: bool = True
+    api_keys: Mapping[str, Any] | Sequence[ApiKey] = ()
+    allow_anonymous: bool | None = None
+    anonymous_scopes: Collection[str] | None = None
+    anonymous_group: str | None = None
+    user_groups: Mapping[str, Any] | str | Path | None = None
+    oidc: OidcProvider | None = None
     md: Mapping[str, Any] = field(default_factory=dict[str, Any])
 
     def __post_init__(self) -> None:
         for name, plan in self.plans.items():
             if not callable(plan):
                 raise ServiceError(f"plan {name!r} of the configuration is not callable")
-        if not self.allow_anonymous:
-            raise ServiceError(
-                "allow_anonymous=False needs authentication, which acq.service does not "
-                "have yet: serve on a trusted network with allow_anonymous=True"
-            )
+        from ._auth import authorizer_for  # here: _auth imports this module
+
+        authorizer_for(self)  # a wrong key, scope or group is refused here
 
 
 async def load_config(spec: str | Path) -> ServiceConfig:

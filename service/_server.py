@@ -18,6 +18,7 @@ import uvicorn
 from acq import RunEngine
 
 from ._api import make_app
+from ._auth import authorizer_for
 from ._config import ServiceConfig, ServiceError
 from ._manager import QueueManager
 from ._plans import PlanRegistry
@@ -49,7 +50,7 @@ class Service:
         self.registry = PlanRegistry(config.plans, config.devices)
         self.store = QueueStore(_queue_url(config, self.RE))
         self.manager = QueueManager(self.RE, self.store, self.registry)
-        self.app = make_app(self.manager)
+        self.app = make_app(self.manager, auth=authorizer_for(config))  # keys, scopes, groups
         self.interrupted: list[dict[str, Any]] = []
         """Items found running when the service opened (recorded as interrupted)."""
 

@@ -5,8 +5,6 @@ Used by tests/callbacks/test_notebook_offline.py.
 
 from __future__ import annotations
 
-import base64
-import gzip
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -14,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-import numpy as np
+from bokeh_docs import named_sources
 from kernels import start_kernel
 from nbclient import NotebookClient
 from nbformat import NotebookNode
@@ -52,33 +50,8 @@ def figures(cell: NotebookNode) -> list[dict[str, Any]]:
     for output in cell.outputs:
         script = output.get("data", {}).get("application/javascript", "")
         for match in _DOCS_JSON.finditer(script):
-            found.append(_sources(json.loads(match[1]), {}))
+            found.append(named_sources(json.loads(match[1])))
     return found
-
-
-def _sources(node: Any, found: dict[str, Any]) -> dict[str, Any]:
-    if isinstance(node, dict):
-        attrs: Any = node.get("attributes", {})
-        if node.get("name") == "ColumnDataSource" and "name" in attrs:
-            entries = attrs["data"]["entries"]
-            found[attrs["name"]] = {key: _array(value) for key, value in entries}
-        for value in node.values():
-            _sources(value, found)
-    elif isinstance(node, list):
-        for value in node:
-            _sources(value, found)
-    return found
-
-
-def _array(value: Any) -> Any:
-    if isinstance(value, dict) and value.get("type") == "ndarray":
-        raw = base64.b64decode(value["array"]["data"])
-        if raw[:2] == b"\x1f\x8b":  # bokeh gzips larger arrays
-            raw = gzip.decompress(raw)
-        return np.frombuffer(raw, dtype=value["dtype"]).reshape(value["shape"])
-    if isinstance(value, list):
-        return [_array(v) for v in value]
-    return value
 
 
 def shown_text(output: NotebookNode) -> str:

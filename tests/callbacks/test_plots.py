@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import time
@@ -14,6 +13,7 @@ import pytest
 from acq.callbacks import LiveGrid, LivePlot, LiveScatter
 from acq.plans import count, grid_scan, scan
 from bokeh.models import ColumnDataSource, GlyphRenderer, Legend, LinearColorMapper
+from bokeh_docs import named_sources
 from event_model import pack_event_page
 from support import Detector, DocChecker, Signal
 
@@ -246,28 +246,6 @@ def _bokeh_json(html: str) -> list[dict[str, Any]]:
     return list(json.loads(scripts[0]).values())
 
 
-def _sources(node: Any, found: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Every named ColumnDataSource in a bokeh JSON document: name -> data."""
-    if isinstance(node, dict):
-        attrs = node.get("attributes", {})
-        if node.get("name") == "ColumnDataSource" and "name" in attrs:
-            entries = attrs["data"]["entries"]
-            found[attrs["name"]] = {key: _array(value) for key, value in entries}
-        for value in node.values():
-            _sources(value, found)
-    elif isinstance(node, list):
-        for value in node:
-            _sources(value, found)
-    return found
-
-
-def _array(value: Any) -> list[float]:
-    if isinstance(value, dict) and value.get("type") == "ndarray":
-        raw = base64.b64decode(value["array"]["data"])
-        return np.frombuffer(raw, dtype=value["dtype"]).tolist()
-    return list(value)
-
-
 async def test_save_writes_a_standalone_html_file_with_the_data(
     RE: RunEngine, tmp_path: Path
 ) -> None:
@@ -279,7 +257,7 @@ async def test_save_writes_a_standalone_html_file_with_the_data(
     html = path.read_text(encoding="utf-8")
     assert "<script src=" not in html, "BokehJS must be inlined, not fetched"
     assert "Bokeh.embed" in html or "embed_items" in html
-    sources = _sources(_bokeh_json(html), {})
+    sources = named_sources(_bokeh_json(html), as_lists=True)
     assert sources["det#1"]["x"] == [-2.0, -1.0, 0.0, 1.0, 2.0]
     assert sources["det#1"]["y"] == [4.0, 1.0, 0.0, 1.0, 4.0]
 

@@ -14,9 +14,11 @@ whose uid starts with "3f2a".
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ._codec import PACKED_EVENTS, loads
@@ -29,7 +31,7 @@ from ._stream import EVENT_ROWS, StreamData, build_stream_data
 
 if TYPE_CHECKING:
     from ._database import Database
-    from ._queries import RunRow
+    from ._queries import DocumentRow, RunRow
 
 __all__ = ["Catalog", "Results", "Run", "Stream", "catalog_for"]
 
@@ -46,6 +48,34 @@ def _database(where: Location) -> Database:
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     return io_thread().run(coro)
+
+
+def _expand(rows: list[DocumentRow], skip: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The documents of document-log rows, after the first ``skip`` of them."""
+    for _seq, name, _descriptor, body, blob in rows:
+        size = _size(loads(body)) if name == PACKED_EVENTS else 1
+        if skip >= size:
+            skip -= size
+            continue
+        doc = loads(body)
+        if is_columnar(doc):
+            doc = decode(doc, blob)
+        if name == PACKED_EVENTS:
+            for event in itertools.islice(_unpack(doc), skip, None):
+                yield "event", dict(event)
+        else:
+            yield name, doc
+        skip = 0
+
+
+def _count(rows: list[DocumentRow]) -> int:
+    """How many documents ``rows`` hold (a packed row holds one per Event)."""
+    return sum(_size(loads(body)) if name == PACKED_EVENTS else 1 for _, name, _, body, _ in rows)
+
+
+def _size(packed: dict[str, Any]) -> int:
+    """How many Events a packed row holds (its header says, or its JSON page)."""
+    return int(packed["n"]) if is_columnar(packed) else len(packed["seq_num"])
 
 
 def _unpack(page: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -282,29 +312,42 @@ class Run:
             f"run {self.uid[:8]} has no attribute or stream {name!r} (streams: {streams})"
         )
 
-    def documents(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every stored document, in the order it was emitted: ``(name, doc)`` pairs."""
-        from ._queries import fetch_documents
+    def documents(self, start: int = 0) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every stored document, in the order it was emitted: ``(name, doc)`` pairs.
 
+        ``start`` skips the first documents: ``documents(n)`` begins with the run's
+        document number ``n`` (the Start is 0; each Event of a packed row counts as one).
+        """
         after = -1
         while True:
-            rows = _run(
-                fetch_documents(
-                    _database(self.location), self.uid, after=after, limit=_DOCUMENTS_PAGE
-                )
-            )
-            for _seq, name, _descriptor, body, blob in rows:
-                doc = loads(body)
-                if is_columnar(doc):
-                    doc = decode(doc, blob)
-                if name == PACKED_EVENTS:
-                    for event in _unpack(doc):
-                        yield "event", dict(event)
-                else:
-                    yield name, doc
+            rows = _run(self._document_rows(after))
+            yield from _expand(rows, start)
+            start -= _count(rows)
             if len(rows) < _DOCUMENTS_PAGE:
                 return
             after = rows[-1][0]
+
+    async def adocuments(self, start: int = 0) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """:meth:`documents` for a coroutine: queries run on the catalog's I/O thread.
+
+        The event loop is free while the database answers; decoding is done here. A run
+        still being written gives the documents committed so far.
+        """
+        after = -1
+        while True:
+            rows = await asyncio.wrap_future(io_thread().submit(self._document_rows(after)))
+            for pair in _expand(rows, start):
+                yield pair
+            start -= _count(rows)
+            if len(rows) < _DOCUMENTS_PAGE:
+                return
+            after = rows[-1][0]
+
+    def _document_rows(self, after: int) -> Coroutine[Any, Any, list[DocumentRow]]:
+        from ._queries import fetch_documents
+
+        db = _database(self.location)
+        return fetch_documents(db, self.uid, after=after, limit=_DOCUMENTS_PAGE)
 
     def replay(self, *callbacks: Callable[[str, dict[str, Any]], Any]) -> None:
         """Send every document, in order, to each ``callback(name, doc)``."""

@@ -110,3 +110,17 @@ async def test_other_streams_and_configuration(RE: RunEngine, beamline: SimBeaml
         run.secondary  # noqa: B018
     with pytest.raises(KeyError, match="has no stream 'secondary'"):
         run["secondary"]
+
+
+async def test_documents_from_a_number_skip_the_ones_before(
+    RE: RunEngine, beamline: SimBeamline, checker: DocChecker
+) -> None:
+    # a packed row of Events, then Start/Descriptor/Stop rows: start inside and between
+    await RE(count([beamline.det], num=5))
+    assert RE.catalog is not None
+    run = RE.catalog[-1]
+    emitted = checker.docs
+    assert list(run.documents()) == emitted
+    for start in range(len(emitted) + 2):
+        assert list(run.documents(start)) == emitted[start:]
+        assert [pair async for pair in run.adocuments(start)] == emitted[start:]

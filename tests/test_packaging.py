@@ -55,14 +55,16 @@ def test_public_api_is_pinned() -> None:
         assert getattr(acq, name) is not None
 
 
-@pytest.mark.parametrize("name", ["acq.devices", "acq.plans", "acq.callbacks", "acq.service"])
+@pytest.mark.parametrize(
+    "name", ["acq.devices", "acq.plans", "acq.callbacks", "acq.service", "acq.remote"]
+)
 def test_subpackages_import_under_the_acq_namespace(name: str) -> None:
     module = __import__(name, fromlist=["_"])
     folder = name.split(".")[1]
     assert Path(module.__file__).parent == ROOT / folder
 
 
-@pytest.mark.parametrize("name", ["devices", "plans", "callbacks", "service"])
+@pytest.mark.parametrize("name", ["devices", "plans", "callbacks", "service", "remote"])
 def test_nothing_named_like_a_subpackage_is_importable_on_its_own(
     name: str, tmp_path: Path
 ) -> None:
@@ -92,6 +94,7 @@ FORBIDDEN_IN_CORE = (
     "acq.plans",
     "acq.callbacks",
     "acq.service",
+    "acq.remote",
     "ophyd_async",
     "bluesky.run_engine",
     "bluesky.bundlers",

@@ -266,6 +266,9 @@ class Run:
         self.stop: dict[str, Any] | None = row.stop
         """The Stop document, or None: the run is still going, or its process died."""
         self._descriptors: list[tuple[str, str]] | None = None
+        self._tail = (-1, 0)
+        """(the last log row read, how many documents up to it): where the next read of a
+        growing run starts (rows are only ever appended)."""
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -318,14 +321,13 @@ class Run:
         ``start`` skips the first documents: ``documents(n)`` begins with the run's
         document number ``n`` (the Start is 0; each Event of a packed row counts as one).
         """
-        after = -1
+        after, start = self._resume(start)
         while True:
             rows = _run(self._document_rows(after))
             yield from _expand(rows, start)
-            start -= _count(rows)
+            after, start = self._advance(after, rows, start)
             if len(rows) < _DOCUMENTS_PAGE:
                 return
-            after = rows[-1][0]
 
     async def adocuments(self, start: int = 0) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """:meth:`documents` for a coroutine: queries run on the catalog's I/O thread.
@@ -333,15 +335,32 @@ class Run:
         The event loop is free while the database answers; decoding is done here. A run
         still being written gives the documents committed so far.
         """
-        after = -1
+        after, start = self._resume(start)
         while True:
             rows = await asyncio.wrap_future(io_thread().submit(self._document_rows(after)))
             for pair in _expand(rows, start):
                 yield pair
-            start -= _count(rows)
+            after, start = self._advance(after, rows, start)
             if len(rows) < _DOCUMENTS_PAGE:
                 return
-            after = rows[-1][0]
+
+    def _resume(self, start: int) -> tuple[int, int]:
+        """Where a read from document ``start`` begins: (row to read after, documents to skip)."""
+        row, read = self._tail
+        return (row, start - read) if read <= start else (-1, start)
+
+    def _advance(self, after: int, rows: list[DocumentRow], skip: int) -> tuple[int, int]:
+        """Past ``rows`` (read whole, after row ``after``): (last row, still to skip).
+
+        Rows read on from the remembered end move it (not a re-read from further back).
+        """
+        if not rows:
+            return after, skip
+        counted = _count(rows)
+        row, read = self._tail
+        if after == row:
+            self._tail = (rows[-1][0], read + counted)
+        return rows[-1][0], skip - counted
 
     def _document_rows(self, after: int) -> Coroutine[Any, Any, list[DocumentRow]]:
         from ._queries import fetch_documents

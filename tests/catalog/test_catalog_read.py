@@ -12,7 +12,7 @@ from acq.plans import count, grid_scan, scan
 from support import DocChecker, Signal
 
 from acq import Msg, RunEngine
-from acq.catalog import CatalogError, ExternalArray
+from acq.catalog import Catalog, CatalogError, DocumentStore, ExternalArray
 
 
 def primary_events(checker: DocChecker) -> list[dict[str, Any]]:
@@ -124,3 +124,30 @@ async def test_documents_from_a_number_skip_the_ones_before(
     for start in range(len(emitted) + 2):
         assert list(run.documents(start)) == emitted[start:]
         assert [pair async for pair in run.adocuments(start)] == emitted[start:]
+
+
+async def test_a_growing_run_reads_on_from_where_the_last_read_ended(
+    RE: RunEngine, beamline: SimBeamline, checker: DocChecker, catalog_url: str
+) -> None:
+    # the documents of a finished run, stored again as another run, in three parts
+    await RE(count([beamline.det], num=12))
+    emitted = checker.docs
+    store = DocumentStore(catalog_url)
+    first = emitted[0][1]["uid"]
+    copy_start = {**emitted[0][1], "uid": first[:-4] + "copy"}
+    renamed = [("start", copy_start)] + [
+        (n, {**d, "run_start": copy_start["uid"]} if "run_start" in d else d)
+        for n, d in emitted[1:]
+    ]
+    run = None
+    for part in (renamed[:3], renamed[3:9], renamed[9:]):
+        for name, doc in part:
+            store.write(name, doc)
+        await store.aflush()
+        run = run or Catalog(store.location)[copy_start["uid"]]
+        got = len(renamed[: renamed.index(part[-1]) + 1])
+        assert list(run.documents()) == renamed[:got]  # from the start: all so far
+        assert [p async for p in run.adocuments(got - 2)] == renamed[got - 2 : got]
+    assert run is not None
+    assert list(run.documents(4)) == renamed[4:]  # back before the remembered end
+    store.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 from ._auth import ApiKey, Authorizer, OidcProvider, authorizer_for, hash_api_key
 from ._config import ServiceConfig, ServiceError, load_config
 from ._manager import QueueManager, Refused
-from ._plans import ItemError, PlanCall, PlanRegistry
+from ._plans import ItemError, PlanCall, PlanRegistry, Units
 from ._server import Service, serve
 from ._store import QueueStore
 
@@ -28,6 +28,7 @@ __all__ = [
     "load_config",
     "PlanRegistry",
     "PlanCall",
+    "Units",
     "QueueStore",
     "QueueManager",
     "ApiKey",

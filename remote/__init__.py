@@ -3,10 +3,75 @@
 The catalog is the source of truth; a relay publishes its committed documents, in
 order, to a bus (NATS JetStream, Kafka) or a data service (Tiled), resuming after a
 restart from the last one the destination acknowledged.
+
+Each name loads its module on first use (PEP 562): a destination's client library
+(nats-py, ...) is imported only by those who use it.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._sink import Outgoing, Sink, SinkError
 
-__all__ = ["Outgoing", "Sink", "SinkError"]
+if TYPE_CHECKING:
+    from ._kafka import KafkaSink
+    from ._nats import (
+        NatsSink,
+        Subscription,
+        replay,
+        stream_name,
+        subject,
+        subscribe,
+        subscribe_subject,
+    )
+    from ._relay import Relay, sink_for
+    from ._tiled import TiledSink
+
+__all__ = [
+    # the outbox
+    "Relay",
+    "sink_for",
+    "Outgoing",
+    "Sink",
+    "SinkError",
+    # NATS JetStream
+    "NatsSink",
+    "subscribe",
+    "subscribe_subject",
+    "replay",
+    "Subscription",
+    "stream_name",
+    "subject",
+    # Tiled and Kafka
+    "TiledSink",
+    "KafkaSink",
+]
+
+_MODULE_OF: dict[str, str] = {
+    "Relay": "_relay",
+    "sink_for": "_relay",
+    "NatsSink": "_nats",
+    "subscribe": "_nats",
+    "subscribe_subject": "_nats",
+    "replay": "_nats",
+    "Subscription": "_nats",
+    "stream_name": "_nats",
+    "subject": "_nats",
+    "TiledSink": "_tiled",
+    "KafkaSink": "_kafka",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # the next look-up is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

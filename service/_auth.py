@@ -63,12 +63,49 @@ ROUTE_SCOPES: dict[str, str] = {
     "/api/queue/item/remove": "write:queue:edit",
     "/api/queue/start": "write:queue:control",
     "/api/queue/stop": "write:queue:control",
+    "/api/plans/existing": "read:resources",
+    "/api/devices/existing": "read:resources",
+    "/api/queue/item/add/batch": "write:queue:edit",
+    "/api/queue/item/update": "write:queue:edit",
+    "/api/queue/item/move": "write:queue:edit",
+    "/api/queue/item/move/batch": "write:queue:edit",
+    "/api/queue/item/remove/batch": "write:queue:edit",
+    "/api/queue/item/execute": "write:execute",
+    "/api/queue/autostart": "write:queue:control",
+    "/api/queue/mode/set": "write:queue:control",
+    "/api/queue/stop/cancel": "write:queue:control",
+    "/api/re/runs": "read:monitor",
+    **{f"/api/re/runs/{option}": "read:monitor" for option in ("active", "open", "closed")},
     "/api/history/get": "read:history",
     "/api/history/clear": "write:history:edit",
     **{f"/api/re/{what}": "write:plan:control"
        for what in ("pause", "resume", "stop", "abort", "halt")},
+    "/api/v1/ws/documents": "read:monitor",  # WebSockets: httpserver's status/ws scope
+    "/api/v1/ws/status": "read:monitor",
+    "/api/v1/ws/progress": "read:monitor",
+    "/api/v1/ws/logs": "read:console",  # as httpserver's console_output/ws
+    # the native /api/v1 routes (service/_v1.py)
+    "/api/v1/status": "read:status",
+    "/api/v1/queue": "read:queue",
+    "/api/v1/queue/items": "write:queue:edit",
+    "GET /api/v1/queue/items/{uid}": "read:queue",
+    "PUT /api/v1/queue/items/{uid}": "write:queue:edit",
+    "DELETE /api/v1/queue/items/{uid}": "write:queue:edit",
+    "/api/v1/queue/items/{uid}/move": "write:queue:edit",
+    "/api/v1/queue/start": "write:queue:control",
+    "/api/v1/queue/stop": "write:queue:control",
+    "/api/v1/queue/autostart": "write:queue:control",
+    "GET /api/v1/history": "read:history",
+    "DELETE /api/v1/history": "write:history:edit",
+    **{f"/api/v1/engine/{what}": "write:plan:control"
+       for what in ("pause", "resume", "stop", "abort", "halt")},
+    "/api/v1/plans": "read:resources",
+    "/api/v1/plans/{name}": "read:resources",
+    "/api/v1/devices": "read:resources",
 }  # fmt: skip
-"""The scope each ``/api`` route needs (bluesky-httpserver's names)."""
+"""The scope each ``/api`` route needs (bluesky-httpserver's names).
+
+A key ``"METHOD /path"`` gives the scope of one method of a path whose methods differ."""
 
 ALL_SCOPES = frozenset(ROUTE_SCOPES.values())
 READ_SCOPES = frozenset(s for s in ALL_SCOPES if s.startswith("read:"))

@@ -15,10 +15,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from support import DocChecker
+from benchmarks.postgres import PostgresServer
+from playwright.async_api import Browser, async_playwright
+from support import CHROMIUM, DocChecker
 
 from acq import RunEngine
 
@@ -60,3 +62,35 @@ def RE(checker: DocChecker) -> RunEngine:
     engine = RunEngine()
     engine.subscribe(checker, thread=False)
     return engine
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the session (fsync off: the tests kill clients, not it).
+
+    The machine's server binaries, else the ``pgserver`` wheel of the [test] extra
+    (``benchmarks/postgres.py``); each test makes a database of its own on it.
+    """
+    try:
+        server = PostgresServer(fsync=False)
+    except RuntimeError as exc:  # no binaries, or root without a 'postgres' user
+        pytest.skip(f"no PostgreSQL server can run here: {exc}")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's chromium, headless, driven by Playwright (the browser tests)."""
+    if not os.access(CHROMIUM, os.X_OK):  # one stat, before any loop work
+        pytest.skip(f"Debian's chromium ({CHROMIUM}) is missing: apt-get install chromium")
+    args = ["--no-sandbox"] if os.geteuid() == 0 else []  # chromium refuses root otherwise
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()

@@ -19,20 +19,6 @@ from support import DocChecker
 from acq import RunEngine
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server for the session (fsync off: the tests kill clients, not it)."""
-    try:
-        server = PostgresServer(fsync=False)
-    except RuntimeError as exc:  # no binaries, or root without a 'postgres' user
-        pytest.skip(f"no PostgreSQL server can run here: {exc}")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.database)])
 def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty catalog: a SQLite file, or a new database on the session's server."""

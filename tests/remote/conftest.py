@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from acq.devices.sim import SimBeamline, sim_beamline
-from benchmarks.postgres import PostgresServer
 from benchmarks.remote import NatsServer, find_nats_server, wait_jetstream
 from support import DocChecker
 
@@ -57,17 +56,3 @@ def RE(catalog: Path, checker: DocChecker) -> Iterator[RunEngine]:
 @pytest.fixture
 async def beamline(tmp_path: Path) -> SimBeamline:
     return await sim_beamline(instant=True, data_dir=tmp_path / "frames", seed=1)
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server for the session (as in tests/catalog)."""
-    try:
-        server = PostgresServer(fsync=False)
-    except RuntimeError as exc:
-        pytest.skip(f"no PostgreSQL server can run here: {exc}")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()

@@ -44,6 +44,9 @@ async def test_a_paused_plan_ends_as_the_api_asks(RM: Any, control: str, status:
     (done,) = (await RM.history_get())["items"]
     assert done["result"]["exit_status"] == status
     assert len(done["result"]["run_uids"]) == 1
+    requeued = [i["item_uid"] for i in (await RM.queue_get())["items"]]  # as queueserver:
+    assert len(requeued) == (1 if status == "aborted" else 0)  # aborted: back, a new uid
+    assert done["item_uid"] not in requeued
 
 
 async def test_resume_when_nothing_is_paused_is_refused_with_a_reason(RM: Any) -> None:

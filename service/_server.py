@@ -20,9 +20,12 @@ from acq import RunEngine
 from ._api import make_app
 from ._auth import authorizer_for
 from ._config import ServiceConfig, ServiceError
+from ._events import EventHub
 from ._manager import QueueManager
+from ._page import page_router
 from ._plans import PlanRegistry
 from ._store import QueueStore, database_url
+from ._ws import ws_router
 
 __all__ = ["Service", "serve"]
 
@@ -50,22 +53,34 @@ class Service:
         self.registry = PlanRegistry(config.plans, config.devices)
         self.store = QueueStore(_queue_url(config, self.RE))
         self.manager = QueueManager(self.RE, self.store, self.registry)
-        self.app = make_app(self.manager, auth=authorizer_for(config))  # keys, scopes, groups
+        auth = authorizer_for(config)  # keys, scopes, groups
+        self.app = make_app(self.manager, auth=auth)
+        self.events = EventHub(self.RE)
+        """The live feeds of the WebSocket routes (documents, status, progress, logs)."""
+        self.app.include_router(ws_router(self.events, self.manager, auth))
+        self.app.include_router(page_router())  # the web page: GET / and /static/...
         self.interrupted: list[dict[str, Any]] = []
         """Items found running when the service opened (recorded as interrupted)."""
 
     async def __aenter__(self) -> Service:
         self.interrupted = await self.store.open()
+        self.events.attach()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.manager.close()
+        try:
+            await self.manager.close()
+        finally:
+            self.events.detach()
         await self.store.close()
 
     @contextlib.asynccontextmanager
     async def serving(self, host: str = "127.0.0.1", port: int = 0) -> AsyncGenerator[str]:
         """Serve the API while in the block; gives its URL (``port=0``: a free port)."""
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # proto TCP: only then does asyncio set TCP_NODELAY on accepted connections (else
+        # Nagle's algorithm and delayed ACKs add ~40 ms to every answer)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         sock.listen(128)  # connections wait in the backlog until the server accepts them
@@ -100,7 +115,22 @@ def _queue_url(config: ServiceConfig, RE: RunEngine) -> str:
     return str(catalog.location.url)
 
 
-async def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 60610) -> None:
-    """Run the service for ``config`` on this event loop until cancelled (``acq serve``)."""
+async def serve(
+    config: ServiceConfig,
+    host: str = "127.0.0.1",
+    port: int = 60610,
+    *,
+    handle_sigterm: bool = True,
+) -> None:
+    """Run the service for ``config`` on this event loop until SIGTERM (``acq serve``).
+
+    SIGTERM (taken on the loop from the main thread, unless ``handle_sigterm=False``)
+    shuts the service down cleanly as ``config.on_sigterm`` says: the running plan
+    pauses at its next checkpoint (or stops now), its run is closed and its item put back
+    at the front of the queue, every document is committed, then this returns. SIGINT
+    stays the engine's. Cancelled, the running plan's run ends with exit_status 'abort'.
+    """
+    from ._lifecycle import serve_until_terminated
+
     async with Service(config) as service:
-        await service.serve(host, port)
+        await serve_until_terminated(service, host, port, handle_sigterm=handle_sigterm)

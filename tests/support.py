@@ -16,6 +16,8 @@ from typing import Any
 import event_model
 from event_model import DocumentNames
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium, driven by Playwright in the browser tests
+
 
 class DoneStatus:
     """A finished status (bluesky.protocols.Status)."""

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +16,12 @@ from acq.callbacks import BestEffort, LivePlot
 from acq.devices.sim import sim_beamline
 from acq.plans import grid_scan, scan
 from PIL import Image
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from acq import RunEngine
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 20_000  # the longest any single wait for the page may take
 
 # the length of a named data source in the page's first bokeh document (-1: not yet)
@@ -35,19 +32,6 @@ SOURCE_LENGTH = """name => {
     const data = source.data;
     return (data instanceof Map ? data.get("y") : data["y"]).length;
 }"""
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not os.access(CHROMIUM, os.X_OK):  # one stat, before any loop work
-        pytest.skip(f"Debian's chromium ({CHROMIUM}) is missing: apt-get install chromium")
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []  # chromium refuses root otherwise
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=args)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 async def source_length_above(page: Page, name: str, length: int) -> int:

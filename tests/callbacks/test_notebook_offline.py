@@ -11,7 +11,6 @@ every network request refused.
 from __future__ import annotations
 
 import io
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,10 @@ from nbconvert import HTMLExporter
 from nbformat import NotebookNode
 from notebooks import execute_notebook, figures, shown_text, texts
 from PIL import Image
-from playwright.async_api import Route, async_playwright
+from playwright.async_api import Browser, Route
 
 pytestmark = pytest.mark.kernel
 
-CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 20_000
 
 SETUP = """\
@@ -129,10 +127,8 @@ def _coloured(png: bytes, box: tuple[int, int, int, int]) -> np.ndarray[Any, Any
 
 @pytest.mark.browser
 async def test_the_notebook_as_html_shows_the_final_plots_offline(
-    notebook: NotebookNode, tmp_path: Path
+    notebook: NotebookNode, browser: Browser, tmp_path: Path
 ) -> None:
-    if not os.access(CHROMIUM, os.X_OK):  # one stat, before any loop work
-        pytest.skip(f"Debian's chromium ({CHROMIUM}) is missing: apt-get install chromium")
     html, _resources = HTMLExporter(template_name="lab").from_notebook_node(notebook)
     path = tmp_path / "scan.html"
     path.write_text(html, encoding="utf-8")
@@ -145,30 +141,24 @@ async def test_the_notebook_as_html_shows_the_final_plots_offline(
             refused.append(route.request.url)
             await route.abort()
 
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=args)
-        try:
-            page = await browser.new_page(viewport={"width": 1200, "height": 900})
-            await page.route("**/*", offline)
-            await page.goto(path.as_uri())
-            await page.wait_for_function(
-                """() => window.Bokeh && Bokeh.documents.length === 4
-                    && Bokeh.documents.every(d => d.is_idle)
-                    && Object.values(Bokeh.index).filter(v => v.frame).length === 4
-                    && Object.values(Bokeh.index).every(v => v.has_finished())""",
-                timeout=WAIT_MS,
-            )
-            boxes = await page.evaluate(
-                """() => Object.values(Bokeh.index).filter(v => v.frame).map(view => {
-                    const rect = view.el.getBoundingClientRect(), f = view.frame.bbox;
-                    return [rect.left + f.left, rect.top + window.scrollY + f.top,
-                            f.width, f.height].map(Math.round);
-                }).sort((a, b) => a[1] - b[1])"""
-            )
-            png = await page.screenshot(path=tmp_path / "scan.png", full_page=True)
-        finally:
-            await browser.close()
+    page = await browser.new_page(viewport={"width": 1200, "height": 900})
+    await page.route("**/*", offline)
+    await page.goto(path.as_uri())
+    await page.wait_for_function(
+        """() => window.Bokeh && Bokeh.documents.length === 4
+            && Bokeh.documents.every(d => d.is_idle)
+            && Object.values(Bokeh.index).filter(v => v.frame).length === 4
+            && Object.values(Bokeh.index).every(v => v.has_finished())""",
+        timeout=WAIT_MS,
+    )
+    boxes = await page.evaluate(
+        """() => Object.values(Bokeh.index).filter(v => v.frame).map(view => {
+            const rect = view.el.getBoundingClientRect(), f = view.frame.bbox;
+            return [rect.left + f.left, rect.top + window.scrollY + f.top,
+                    f.width, f.height].map(Math.round);
+        }).sort((a, b) => a[1] - b[1])"""
+    )
+    png = await page.screenshot(path=tmp_path / "scan.png", full_page=True)
 
     assert len(boxes) == 4
     for box in boxes[:2]:  # the two plots of the 1-D scan: a curve from side to side

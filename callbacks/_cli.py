@@ -5,6 +5,9 @@
 * ``acq runs [key=value ...]`` -- the newest runs in the catalog, optionally filtered;
 * ``acq show <id>`` -- one run: metadata, streams and its primary data as a table;
 * ``acq export <id> --format csv|nexus -o <path>`` -- one run to a file.
+* ``acq relay --to nats://host:port --instrument NAME`` -- publish the catalog's documents,
+  in order, to a NATS JetStream stream (until Ctrl-C; resumes where it stopped);
+* ``acq tail <subject or run uid> --from nats://host:port`` -- print documents live.
 
 ``<id>`` is a scan_id (``42``), a position from the newest (``-1``) or a uid prefix.
 ``--catalog`` picks the catalog (a path or URL); by default the one ``RunEngine()``
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -73,12 +77,12 @@ def _how_to_get_back(catalog: Catalog, uid: str) -> str:
 # -- the catalog: runs, show, export ------------------------------------------------------
 
 
-def _open_catalog(where: str | None) -> Catalog:
+def _open_catalog(where: str | Catalog | None) -> Catalog:
     """The catalog to read; it must exist (reading never creates one)."""
     from acq.catalog import Catalog
     from acq.catalog._config import check_location
 
-    catalog = Catalog(where)
+    catalog = where if isinstance(where, Catalog) else Catalog(where)
     check_location(catalog.location, write=False)
     return catalog
 
@@ -215,17 +219,119 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", required=True, help="Python file or module defining 'config'")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default local)")
     serve.add_argument("--port", type=int, default=60610, help="port (default 60610)")
+    _remote_parsers(commands, where)
     return parser
 
 
-def _serve(args: argparse.Namespace) -> int:
-    """``acq serve``: the queue service on this process's event loop until Ctrl-C."""
+def _remote_parsers(commands: Any, where: argparse.ArgumentParser) -> None:
+    """``acq relay`` and ``acq tail``."""
+    relay = commands.add_parser(
+        "relay", parents=[where], help="publish the catalog's documents to a message bus"
+    )
+    relay.add_argument(
+        "--to",
+        required=True,
+        help="nats://host:port[,...], kafka://host:port or http(s):// (Tiled)",
+    )
+    relay.add_argument(
+        "--instrument", help="the instrument (NATS stream acq_<instrument>, Kafka beamline)"
+    )
+    relay.add_argument(
+        "--api-key",
+        default=os.environ.get("TILED_API_KEY"),
+        help="Tiled's API key ($TILED_API_KEY)",
+    )
+    relay.add_argument("--name", help="the relay's position key (default: the URL)")
+    relay.add_argument("--poll", type=float, default=0.05, help="seconds between polls (0.05)")
+    tail = commands.add_parser("tail", help="print documents from a message bus, live")
+    tail.add_argument("what", help="a subject (acq.<instrument>.run.>) or a run uid")
+    tail.add_argument("--from", dest="source", required=True, help="nats://host:port")
+    tail.add_argument("--instrument", help="the instrument, when WHAT is a run uid")
+
+
+def _relay(args: argparse.Namespace) -> int:
+    """``acq relay``: the outbox relay on this process's loop until Ctrl-C or SIGTERM."""
     import asyncio
+    import contextlib
+    import logging
+    import signal
+
+    from acq.remote import Relay, sink_for
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from acq.catalog import Catalog
+
+    catalog = Catalog(args.catalog)  # opened below: a bad destination is said first
+    sink = sink_for(args.to, instrument=args.instrument, catalog=catalog, api_key=args.api_key)
+    relay = Relay(_open_catalog(catalog), sink, name=args.name, poll=args.poll)
+
+    async def run() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        await relay.run()
+
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(run())
+    return 0
+
+
+def _tail(args: argparse.Namespace) -> int:
+    """``acq tail``: print each document as one line ``name {json}``; a run's ends at its Stop."""
+    import asyncio
+    import contextlib
+
+    from acq.remote import subject, subscribe_subject
+
+    run_uid = None
+    if args.what.startswith("acq."):
+        where = args.what
+        tokens = where.split(".")
+        if len(tokens) > 3 and tokens[3] not in ("*", ">"):
+            run_uid = tokens[3]  # one run's subject: from its first document to its Stop
+    elif args.instrument:
+        where, run_uid = subject(args.instrument, args.what, "*"), args.what
+    else:
+        raise ValueError("acq tail <run uid> needs --instrument (or give a subject)")
+
+    async def run() -> None:
+        stopped = asyncio.Event()
+
+        def show(name: str, doc: dict[str, Any]) -> None:
+            print(name, json.dumps(doc, default=_plain), flush=True)
+            if run_uid is not None and name == "stop":
+                stopped.set()
+
+        async with await subscribe_subject(
+            args.source, where, show, from_start=run_uid is not None
+        ):
+            await stopped.wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+    return 0
+
+
+def _plain(value: Any) -> Any:
+    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
+    if tolist is None:
+        raise TypeError(f"{type(value).__name__} is not JSON data")
+    return tolist()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """``acq serve``: the queue service on this loop until SIGTERM (then a clean exit 0)."""
+    import asyncio
+    import logging
 
     from acq.service import load_config, serve
 
     async def run() -> None:
-        await serve(await load_config(args.config), args.host, args.port)
+        config = await load_config(args.config)
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+        )
+        await serve(config, args.host, args.port)  # returns after SIGTERM's clean shutdown
 
     asyncio.run(run())
     return 0
@@ -262,6 +368,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_demo(args.num, args.plot))
         if args.command == "serve":
             return _serve(args)
+        if args.command == "relay":
+            return _relay(args)
+        if args.command == "tail":
+            return _tail(args)
         _read(args)
     except (KeyError, IndexError, ValueError, AcqError) as exc:
         if args.command == "demo" and not isinstance(exc, CatalogError):

@@ -24,7 +24,7 @@ import inspect
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from acq import AcqError
 
@@ -61,6 +61,13 @@ class ServiceConfig:
             file, in the shape of queueserver's ``user_group_permissions.yaml``.
         oidc: accept bearer tokens of this OIDC provider (``Authorization: Bearer``).
         md: metadata put in every run (``RE.md``).
+        on_sigterm: what SIGTERM does to a running plan (``acq serve``, :func:`serve`):
+            ``"pause"`` (the default) lets it go on to its next checkpoint, ``"abort"``
+            stops it now. Either way its run is closed (exit_status ``"abort"``), the
+            item is recorded ``aborted`` in the history and put back at the front of
+            the queue, and the process exits 0.
+        shutdown_timeout: seconds the plan has after SIGTERM to reach a checkpoint (or,
+            with ``"abort"``, to stop); then, or at a second SIGTERM, it is aborted now.
     """
 
     devices: Mapping[str, Any] = field(default_factory=dict[str, Any])
@@ -74,8 +81,17 @@ class ServiceConfig:
     user_groups: Mapping[str, Any] | str | Path | None = None
     oidc: OidcProvider | None = None
     md: Mapping[str, Any] = field(default_factory=dict[str, Any])
+    on_sigterm: Literal["pause", "abort"] = "pause"
+    shutdown_timeout: float = 30.0
 
     def __post_init__(self) -> None:
+        if self.on_sigterm not in ("pause", "abort"):
+            raise ServiceError(f"on_sigterm: 'pause' or 'abort', not {self.on_sigterm!r}")
+        timeout: Any = self.shutdown_timeout  # a config file may give anything
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise ServiceError(
+                f"shutdown_timeout: a number of seconds above 0, not {self.shutdown_timeout!r}"
+            )
         for name, plan in self.plans.items():
             if not callable(plan):
                 raise ServiceError(f"plan {name!r} of the configuration is not callable")

@@ -52,10 +52,10 @@ runs = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("uid", String(80), nullable=False, unique=True),
     Column("scan_id", BigInteger, nullable=True, index=True),
-    Column("time", Float, nullable=False, index=True),
+    Column("time", Float(), nullable=False, index=True),
     Column("plan_name", Text, nullable=True),
     Column("start", Json, nullable=False),
-    Column("stop_time", Float, nullable=True),
+    Column("stop_time", Float(), nullable=True),
     Column("exit_status", String(32), nullable=True),
     Column("stop", Json, nullable=True),
 )

@@ -462,10 +462,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     scenario_rows = scenarios.run(args.quick)
     print(scenarios.format_rows(scenario_rows))
+    from . import service  # issue #17: status latency and a WebSocket client, in a real service
+
+    service_rows = service.run(args.quick)
+    print(service.format_rows(service_rows))
     document = report(rows, n_base, repeat, time.perf_counter() - t0)
     document["soak"] = soaks
     document["scenarios"] = scenario_rows
     document["catalog"] = catalog_numbers
+    document["service"] = service_rows
     args.output.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {args.output}")
     return 0

@@ -10,7 +10,7 @@ import pytest
 
 from .__main__ import main
 
-pytestmark = pytest.mark.bench
+pytestmark = [pytest.mark.bench, pytest.mark.timeout(180)]
 
 
 def test_quick_benchmark_writes_a_positive_row_per_case_for_both_engines(

@@ -20,8 +20,10 @@ if TYPE_CHECKING:
         DocumentFileWriter,
         JSONLinesWriter,
         MsgpackWriter,
+        from_msgpack,
         read_jsonl,
         read_msgpack,
+        to_msgpack,
     )
     from ._table import LiveTable
 
@@ -47,6 +49,8 @@ __all__: list[str] = [
     "MsgpackWriter",
     "read_jsonl",
     "read_msgpack",
+    "to_msgpack",
+    "from_msgpack",
 ]
 
 _MODULE_OF: dict[str, str] = {
@@ -68,6 +72,8 @@ _MODULE_OF: dict[str, str] = {
     "MsgpackWriter": "_serializers",
     "read_jsonl": "_serializers",
     "read_msgpack": "_serializers",
+    "to_msgpack": "_serializers",
+    "from_msgpack": "_serializers",
     "LiveTable": "_table",
 }
 

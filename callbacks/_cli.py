@@ -262,7 +262,13 @@ def _relay(args: argparse.Namespace) -> int:
     from acq.catalog import Catalog
 
     catalog = Catalog(args.catalog)  # opened below: a bad destination is said first
-    sink = sink_for(args.to, instrument=args.instrument, catalog=catalog, api_key=args.api_key)
+    sink = sink_for(
+        args.to,
+        instrument=args.instrument,
+        catalog=catalog,
+        api_key=args.api_key,
+        replicas=args.replicas,
+    )
     relay = Relay(_open_catalog(catalog), sink, name=args.name, poll=args.poll)
 
     async def run() -> None:

@@ -47,6 +47,8 @@ __all__ = [
     "MsgpackWriter",
     "read_jsonl",
     "read_msgpack",
+    "to_msgpack",
+    "from_msgpack",
 ]
 
 _NDARRAY_EXT = 1  # msgpack extension type code of a numpy array
@@ -212,21 +214,31 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[str, Document]]:
 
 
 # -- msgpack ------------------------------------------------------------------------------
+def _own_msgpack() -> Any:
+    """Msgpack's own Packer, Unpacker and unpackb.
+
+    ``msgpack_numpy.patch()`` -- bluesky-kafka calls it when imported -- replaces the
+    package's names with versions that turn numpy arrays into maps of their own before
+    acq's ``default`` sees them: a file or message written after that import would read
+    back differently. The module msgpack takes its names from is left alone.
+    """
+    try:
+        from msgpack import _cmsgpack as implementation  # pyright: ignore
+    except ImportError:  # a pure-Python msgpack
+        from msgpack import fallback as implementation  # pyright: ignore
+    return implementation
+
+
+_impl = _own_msgpack()
+
+
 def _msgpack_default(value: object) -> object:
     if isinstance(value, np.ndarray):
         array = cast(np.ndarray[Any, np.dtype[Any]], value)
         if array.dtype.hasobject:
             return cast(object, array.tolist())
-        payload = cast(
-            bytes,
-            _msgpack.packb(
-                [
-                    dtype_to_descr(array.dtype),
-                    list(array.shape),
-                    np.ascontiguousarray(array).tobytes(),
-                ]
-            ),
-        )
+        header = [dtype_to_descr(array.dtype), list(array.shape)]
+        payload = cast(bytes, _impl.Packer().pack([*header, np.ascontiguousarray(array).tobytes()]))
         return _msgpack.ExtType(_NDARRAY_EXT, payload)
     if isinstance(value, np.generic):
         return cast(object, value.item())
@@ -236,7 +248,7 @@ def _msgpack_default(value: object) -> object:
 def _msgpack_ext(code: int, data: bytes) -> object:
     if code != _NDARRAY_EXT:
         return _msgpack.ExtType(code, data)
-    descr, shape, raw = cast(tuple[Any, list[int], bytes], _msgpack.unpackb(data, raw=False))
+    descr, shape, raw = cast(tuple[Any, list[int], bytes], _impl.unpackb(data, raw=False))
     return np.frombuffer(bytearray(raw), dtype=descr_to_dtype(descr)).reshape(shape)
 
 
@@ -249,13 +261,32 @@ class MsgpackWriter(DocumentFileWriter):
 
     suffix = ".msgpack"
 
-    def __init__(self, directory: str | os.PathLike[str], *, fsync: bool = False) -> None:
-        super().__init__(directory, fsync=fsync)
-        self._packer = _msgpack.Packer(default=_msgpack_default, use_bin_type=True)
-
     def encode(self, name: str, doc: Document) -> bytes:
         """The msgpack array ``[name, {...}]``."""
-        return cast(bytes, self._packer.pack([name, doc]))
+        return to_msgpack(name, doc)
+
+
+def to_msgpack(name: str, doc: Document) -> bytes:
+    """One document as the msgpack record ``[name, {...}]`` of acq's files and messages.
+
+    numpy arrays round-trip exactly (see the module docstring); :func:`from_msgpack`
+    reads it back.
+    """
+    packer = _impl.Packer(default=_msgpack_default, use_bin_type=True)
+    return cast(bytes, packer.pack([name, doc]))
+
+
+def from_msgpack(data: bytes) -> tuple[str, Document]:
+    """The ``(name, doc)`` of a record made by :func:`to_msgpack`.
+
+    Raises:
+        ValueError: ``data`` is not such a record (says what it found).
+    """
+    try:
+        record: object = _impl.unpackb(data, raw=False, ext_hook=_msgpack_ext, strict_map_key=False)
+    except Exception as exc:  # noqa: BLE001 -- msgpack raises many kinds; all mean "not ours"
+        raise ValueError(f"not msgpack: {exc}") from None
+    return _checked(record, "message")
 
 
 def read_msgpack(path: str | os.PathLike[str]) -> Iterator[tuple[str, Document]]:
@@ -268,7 +299,7 @@ def read_msgpack(path: str | os.PathLike[str]) -> Iterator[tuple[str, Document]]
     """
     path = Path(path).expanduser()
     with path.open("rb") as file:
-        unpacker = _msgpack.Unpacker(
+        unpacker = _impl.Unpacker(
             file, raw=False, ext_hook=_msgpack_ext, max_buffer_size=0, strict_map_key=False
         )
         for number, record in enumerate(cast(Iterator[object], unpacker), 1):

@@ -2,9 +2,10 @@
 
 One stream per instrument, ``acq_<instrument>``, holding the subjects
 ``acq.<instrument>.run.<run uid>.<document name>``; each message is acq's msgpack record
-``[name, doc]`` (``_codec.py``) with the header ``Nats-Msg-Id: <run uid>:<index>``, by
-which the stream drops a document it already holds (within ``duplicate_window``). The
-stream is kept in files for ``max_age`` seconds, on ``replicas`` servers.
+``[name, doc]`` (``acq.callbacks.to_msgpack``) with the header
+``Nats-Msg-Id: <run uid>:<index>``, by which the stream drops a document it already
+holds (within ``duplicate_window``). The stream is kept in files for ``max_age``
+seconds, on ``replicas`` servers.
 
 :class:`NatsSink` publishes a batch pipelined (every message sent, then the acks awaited
 in order). :func:`subscribe` feeds a callback ``(name, doc)`` -- any acq or bluesky
@@ -27,11 +28,11 @@ from typing import Any, cast
 import nats
 import nats.errors
 import nats.js.errors
+from acq.callbacks import from_msgpack, to_msgpack
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
-from ._codec import pack, unpack
 from ._sink import Outgoing, SinkError
 
 __all__ = [
@@ -117,7 +118,8 @@ class NatsSink:
         instrument: names the stream and the subjects.
         max_age: seconds a document is kept in the stream.
         duplicate_window: seconds within which a document sent again is dropped.
-        replicas: servers holding the stream (1, or 3 in a cluster).
+        replicas: servers holding the stream (3 in a cluster); None: as the stream
+            already is (an administrator's choice is kept), 1 for a new one.
         ack_timeout: seconds a batch's acknowledgements may take.
     """
 
@@ -128,7 +130,7 @@ class NatsSink:
         *,
         max_age: float = 7 * 86400.0,
         duplicate_window: float = 600.0,
-        replicas: int = 1,
+        replicas: int | None = None,
         ack_timeout: float = 10.0,
     ) -> None:
         if duplicate_window > max_age:
@@ -144,8 +146,9 @@ class NatsSink:
             storage=api.StorageType.FILE,
             max_age=max_age,
             duplicate_window=duplicate_window,
-            num_replicas=replicas,
+            num_replicas=replicas or 1,
         )
+        self.replicas = replicas
         self.ack_timeout = ack_timeout
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
@@ -157,10 +160,11 @@ class NatsSink:
         try:
             try:
                 await cast(Any, js).add_stream(self.config)
-            except nats.js.errors.BadRequestError:
-                await cast(Any, js).update_stream(
-                    self.config
-                )  # it exists with another configuration
+            except nats.js.errors.BadRequestError:  # it exists with another configuration
+                if self.replicas is None:
+                    info = await cast(Any, js).stream_info(self.stream)
+                    self.config.num_replicas = info.config.num_replicas
+                await cast(Any, js).update_stream(self.config)
         except _NATS_ERRORS as exc:
             await client.close()
             raise SinkError(
@@ -181,7 +185,7 @@ class NatsSink:
                     futures.append(
                         await cast(Any, js).publish_async(
                             f"{prefix}{out.run_uid}.{out.name}",
-                            pack(out.name, out.doc),
+                            to_msgpack(out.name, out.doc),
                             headers={api.Header.MSG_ID: out.msg_id},
                         )
                     )
@@ -223,7 +227,7 @@ class _InOrder:
         """Take one message (nats-py calls this coroutine for each)."""
         try:
             uid, index = _position(msg)
-            name, doc = unpack(msg.data)
+            name, doc = from_msgpack(msg.data)
         except ValueError as exc:
             logger.warning("NATS %s: skipped a message on %s: %s", self.url, msg.subject, exc)
             return

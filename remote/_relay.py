@@ -214,13 +214,15 @@ def sink_for(
     instrument: str | None = None,
     catalog: Catalog | None = None,
     api_key: str | None = None,
+    replicas: int | None = None,
 ) -> Sink:
     """The sink a destination URL names.
 
     ``nats://host:port`` (comma-separated for a cluster) and ``kafka://host:port`` need
     ``instrument`` (the NATS stream ``acq_<instrument>``; the Kafka topic
     ``<instrument>.bluesky.runengine.documents``); ``http(s)://`` is a Tiled server, fed
-    from ``catalog`` (with ``api_key``).
+    from ``catalog`` (with ``api_key``). ``replicas``: of a NATS stream (None: a stream
+    that exists keeps its own).
 
     Raises:
         ValueError: an unknown scheme, or what the destination needs is missing.
@@ -231,7 +233,7 @@ def sink_for(
     if scheme in ("nats", "tls"):
         from ._nats import NatsSink
 
-        return NatsSink(url, str(instrument))
+        return NatsSink(url, str(instrument), replicas=replicas)
     if scheme == "kafka":
         from ._kafka import KafkaSink
 

@@ -183,7 +183,24 @@ async def test_every_document_type_round_trips_through_both_formats(
             assert_exact(original, read, name)
 
 
-def test_msgpack_keeps_dtype_byte_order_and_shape_of_any_array(tmp_path: Path) -> None:
+@pytest.fixture(params=["msgpack", "msgpack_numpy.patch()"])
+def msgpack_as(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """msgpack as it comes, or as bluesky-kafka leaves it (it patches the package's names
+    with msgpack_numpy's on import); put back after the test."""
+    if request.param != "msgpack":
+        import msgpack
+        import msgpack_numpy
+
+        for name in ("Packer", "Unpacker", "packb", "unpackb", "pack", "unpack", "dumps",
+                     "loads", "dump", "load"):  # fmt: skip
+            monkeypatch.setattr(msgpack, name, getattr(msgpack, name))
+        msgpack_numpy.patch()
+    return str(request.param)
+
+
+def test_msgpack_keeps_dtype_byte_order_and_shape_of_any_array(
+    tmp_path: Path, msgpack_as: str
+) -> None:
     arrays = {
         "big_endian": np.arange(4, dtype=">f4"),
         "strings": np.array(["a", "bcd"]),

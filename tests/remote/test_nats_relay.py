@@ -266,6 +266,10 @@ async def test_a_three_node_cluster_losing_its_stream_leader_mid_scan_loses_noth
             uid = last_uid(RE)
             survivor = next(s for s in servers if s is not leader)
             await assert_delivered_once_in_order(survivor.url, "ha", catalog, uid, within=90)
+            again = NatsSink(survivor.url, "ha")  # a relay not told the replicas (acq relay)
+            await again.open()  # keeps the stream's 3 rather than setting it back to 1
+            await again.close()
+            assert again.config.num_replicas == 3
         finally:
             await stop(task)
 
@@ -321,3 +325,4 @@ def test_acq_relay_and_tail_refuse_bad_input_naming_it(catalog: Path, tmp_path: 
     unreachable = acq_command("tail", "x", "--from", "nats://127.0.0.1:1", "--instrument", "a")
     assert unreachable.returncode == 1
     assert "nats://127.0.0.1:1" in unreachable.stderr
+

@@ -241,6 +241,9 @@ def _remote_parsers(commands: Any, where: argparse.ArgumentParser) -> None:
         default=os.environ.get("TILED_API_KEY"),
         help="Tiled's API key ($TILED_API_KEY)",
     )
+    relay.add_argument(
+        "--replicas", type=int, help="NATS stream replicas (3 in a cluster; default: as it is)"
+    )
     relay.add_argument("--name", help="the relay's position key (default: the URL)")
     relay.add_argument("--poll", type=float, default=0.05, help="seconds between polls (0.05)")
     tail = commands.add_parser("tail", help="print documents from a message bus, live")

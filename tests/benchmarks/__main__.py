@@ -466,11 +466,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     service_rows = service.run(args.quick)
     print(service.format_rows(service_rows))
+    from . import remote  # issue #18: the relay's cost to a scan, NATS's publish rate
+
+    remote_rows = remote.run(args.quick)
+    print(remote.format_rows(remote_rows))
     document = report(rows, n_base, repeat, time.perf_counter() - t0)
     document["soak"] = soaks
     document["scenarios"] = scenario_rows
     document["catalog"] = catalog_numbers
     document["service"] = service_rows
+    document["remote"] = remote_rows
     args.output.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {args.output}")
     return 0

@@ -5,13 +5,13 @@
 overrides) on a free loopback port, JetStream on, its store in a folder given; three of
 them with routes to each other make a JetStream cluster (:func:`nats_cluster`).
 
-``python -m tests.benchmarks.remote [--docs N] [--points N]`` prints:
+``python -m tests.benchmarks.remote [--quick]`` (and ``nox -s bench``) prints:
 
 * the sustained publish rate to NATS (documents/s): N Event documents through
   :class:`~acq.remote.NatsSink` in the relay's batches of 1000, every one acknowledged;
-* the per-point cost of a scan with the relay on vs off: the same count plan on a
-  SQLite catalog, with ``acq relay`` running as a separate process polling that catalog
-  (and publishing to a local nats-server), vs no relay -- best of 3.
+* the per-point cost of a scan with the relay on vs off, to NATS and to a Tiled server:
+  the same count of trivial devices on a SQLite catalog, with ``acq relay`` running as a
+  separate process polling that catalog, vs the relay stopped -- best of 5.
 
 :func:`bench` returns the same numbers as a dict (for the benchmark runner).
 """
@@ -129,6 +129,66 @@ class NatsServer:
             self.process = None
 
 
+API_KEY = "acqtestsecret0123456789"  # the throwaway Tiled server's key
+
+
+class TiledServer:
+    """``tiled serve catalog --temp`` on ``127.0.0.1:<port>``, with a fixed API key.
+
+    It may read files under the folders of ``read`` (where the sim area detector writes
+    its HDF5 files), so it can serve external data. The ``tiled`` command of the [test]
+    extra; RuntimeError if there is none.
+    """
+
+    def __init__(self, read: list[Path], log: Path) -> None:
+        script = Path(sys.executable).with_name("tiled")
+        found = str(script) if script.exists() else shutil.which("tiled")
+        if found is None:
+            raise RuntimeError("tiled is not installed (pip install 'tiled[server,client]')")
+        self.command = found
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api_key = API_KEY
+        self.data = read[0]
+        self._read = read
+        self._log = log
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, deadline: float = 60.0) -> None:
+        """Start the server; return once it answers (RuntimeError if it never does)."""
+        import httpx
+
+        args = [self.command, "serve", "catalog", "--temp", "--api-key", self.api_key]
+        args += ["--host", "127.0.0.1", "--port", str(self.port)]
+        for directory in self._read:
+            args += ["-r", str(directory)]
+        with self._log.open("ab") as log:
+            self._process = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"tiled serve exited: {self._log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/api/v1/", timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"tiled serve never answered: {self._log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        """Stop the server (its temporary catalog goes with it)."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        os.killpg(self._process.pid, signal.SIGTERM)
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+
+
 @contextmanager
 def nats_cluster(store: Path, size: int = 3) -> Iterator[list[NatsServer]]:
     """``size`` servers routed to each other: one JetStream cluster on loopback."""
@@ -204,42 +264,35 @@ async def publish_rate(url: str, docs: int) -> float:
         await sink.close()
 
 
-async def _engine(catalog: Path) -> tuple[Any, Any]:
-    from acq.devices.sim import sim_beamline
-    from acq.plans import count
-
+async def _engine(catalog: Path) -> Any:
     from acq import RunEngine
 
-    bl = await sim_beamline(instant=True, data_dir=catalog.parent / "frames", seed=1)
     RE = RunEngine(catalog=catalog, handle_sigint=False)
-    await RE(count([bl.det], 2))  # warm up (and create the catalog)
-    return RE, bl.det
+    await _per_point(RE, 100)  # warm up (and create the catalog)
+    return RE
 
 
-async def _per_point(RE: Any, det: Any, points: int) -> float:
-    from acq.plans import count
+async def _per_point(RE: Any, points: int) -> float:
+    """Seconds per point of a count of the benchmark's trivial devices, committed."""
+    import acq
 
+    from .__main__ import Detector, Motor, count_plan
+
+    motor = Motor("motor")
+    det = Detector("det", motor)
     t0 = time.perf_counter()
-    await RE(count([det], points))
+    await RE(count_plan(acq.Msg, det, motor, points))
     await RE.catalog.store.aflush()  # its documents committed: none left for the next scan
     return (time.perf_counter() - t0) / points
 
 
 def relay_process(
-    catalog: Path, url: str, instrument: str, log: Path | None = None
+    catalog: Path, url: str, instrument: str, log: Path | None = None, *extra: str
 ) -> subprocess.Popen[bytes]:
     """``acq relay`` as a separate process (its log appended to ``log``, if given)."""
     acq = Path(sys.executable).parent / "acq"
-    command = [
-        str(acq),
-        "relay",
-        "--catalog",
-        str(catalog),
-        "--to",
-        url,
-        "--instrument",
-        instrument,
-    ]
+    command = [str(acq), "relay", "--catalog", str(catalog), "--to", url]
+    command += ["--instrument", instrument, *extra]
     if log is None:
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with log.open("ab") as out:
@@ -247,27 +300,27 @@ def relay_process(
 
 
 async def relay_overhead(
-    url: str, folder: Path, points: int, repeat: int = 7
+    url: str, folder: Path, points: int, repeat: int = 7, *extra: str
 ) -> tuple[float, float]:
     """Seconds per point of a count scan: (relay off, relay on as a separate process).
 
-    One engine and one SQLite catalog, followed by ``acq relay``; the scans alternate
-    between the relay running and the relay stopped (SIGSTOP: it takes no CPU and holds
-    no lock), ``repeat`` times each, and the best of each is kept -- so that the engine,
-    the catalog and the machine's other load are the same for both.
+    One engine and one SQLite catalog, followed by ``acq relay --to url``; the scans
+    alternate between the relay running and the relay stopped (SIGSTOP: it takes no CPU
+    and holds no lock), ``repeat`` times each, and the best of each is kept -- so that the
+    engine, the catalog and the machine's other load are the same for both.
     """
     catalog = folder / "catalog.db"
-    RE, det = await _engine(catalog)
-    relay = relay_process(catalog, url, "benchon")
+    RE = await _engine(catalog)
+    relay = relay_process(catalog, url, "benchon", folder / "relay.log", *extra)
     off = on = float("inf")
     try:
         await asyncio.sleep(2.0)  # the relay is up and has sent the warm-up run
         for _ in range(repeat):
             relay.send_signal(signal.SIGSTOP)
-            off = min(off, await _per_point(RE, det, points))
+            off = min(off, await _per_point(RE, points))
             relay.send_signal(signal.SIGCONT)
             await asyncio.sleep(0.5)  # it catches up with the run before
-            on = min(on, await _per_point(RE, det, points))
+            on = min(on, await _per_point(RE, points))
     finally:
         relay.kill()
         relay.wait()
@@ -275,31 +328,84 @@ async def relay_overhead(
     return off, on
 
 
-async def bench(docs: int = 20_000, points: int = 2000) -> dict[str, float]:
-    """The publish rate (docs/s) and a scan's per-point cost with the relay off and on (s)."""
-    with tempfile.TemporaryDirectory(prefix="acq-bench-nats-") as tmp:
-        server = NatsServer(Path(tmp) / "nats")
+async def bench(docs: int = 20_000, points: int = 20_000, repeat: int = 5) -> dict[str, float]:
+    """The publish rate (docs/s), and a scan's per-point cost (s) with a relay to NATS and
+    one to Tiled off and on."""
+    with tempfile.TemporaryDirectory(prefix="acq-bench-remote-") as tmp:
+        folder = Path(tmp)
+        server = NatsServer(folder / "nats")
         server.start()
         try:
             await wait_jetstream(server.url)
             rate = await publish_rate(server.url, docs)
-            off, on = await relay_overhead(server.url, Path(tmp), points)
+            (folder / "n").mkdir()
+            off, on = await relay_overhead(server.url, folder / "n", points, repeat)
         finally:
             server.stop()
-    return {"publish_docs_per_s": rate, "point_s_relay_off": off, "point_s_relay_on": on}
+        tiled = TiledServer([folder], folder / "tiled.log")
+        tiled.start()
+        try:
+            (folder / "t").mkdir()
+            key = ("--api-key", tiled.api_key)
+            tiled_off, tiled_on = await relay_overhead(
+                tiled.url, folder / "t", points, repeat, *key
+            )
+        finally:
+            tiled.stop()
+    return {
+        "publish_docs_per_s": rate,
+        "point_s_relay_off": off,
+        "point_s_relay_on": on,
+        "point_s_tiled_off": tiled_off,
+        "point_s_tiled_on": tiled_on,
+    }
+
+
+RELAY_TARGET_US = 5.0  # issue #18: a scan's per-point cost with the relay on, within 5 us of off
+SIZES = {"quick": (2000, 2000, 1), "full": (20_000, 20_000, 5)}
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    """The rows of ``nox -s bench`` (the shape of the service benchmark's rows)."""
+    docs, points, repeat = SIZES["quick" if quick else "full"]
+    found = asyncio.run(bench(docs, points, repeat))
+    rows: list[dict[str, Any]] = []
+
+    def row(name: str, unit: str, n: int, value: float, notes: str, target: str | None,
+            met: bool | None) -> None:  # fmt: skip
+        rows.append({"name": name, "unit": unit, "n": n, "acq": value, "bluesky": None,
+                     "ratio": None, "notes": notes, "target": target, "met": met})  # fmt: skip
+
+    row("remote: NATS publish rate", "docs/s", docs, found["publish_docs_per_s"],
+        "Event documents through NatsSink in the relay's batches of 1000, each acknowledged",
+        None, None)  # fmt: skip
+    for sink, key in (("NATS", "relay"), ("Tiled", "tiled")):
+        off, on = found[f"point_s_{key}_off"] * 1e6, found[f"point_s_{key}_on"] * 1e6
+        row(f"remote: scan, acq relay to {sink}", "us/point +", points, on - off,
+            f"{on:.2f} us/point with `acq relay` running, {off:.2f} stopped (SIGSTOP); "
+            f"trivial devices, SQLite catalog; best of {repeat}",
+            f"<= {RELAY_TARGET_US:g} us", on - off <= RELAY_TARGET_US)  # fmt: skip
+    return rows
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    """The rows as a fixed-width table, each row's notes indented under it."""
+    head = f"{'remote':<36} {'unit':<12} {'N':>8} {'acq':>9}  target"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        target = "" if r["target"] is None else f"{r['target']}: {'met' if r['met'] else 'MISSED'}"
+        lines.append(f"{r['name']:<36} {r['unit']:<12} {r['n']:>8} {r['acq']:>9.2f}  {target}")
+        lines.append(f"    {r['notes']}")
+    lines.append(f"(load average {os.getloadavg()[0]:.2f})")
+    return "\n".join(lines)
 
 
 def main() -> None:
-    """Print the numbers."""
+    """Print the rows."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--docs", type=int, default=20_000, help="documents published")
-    parser.add_argument("--points", type=int, default=2000, help="points of the scan")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     args = parser.parse_args()
-    found = asyncio.run(bench(args.docs, args.points))
-    print(f"NATS publish rate:      {found['publish_docs_per_s']:>10,.0f} docs/s")
-    off, on = found["point_s_relay_off"], found["point_s_relay_on"]
-    print(f"scan per point, relay off: {off * 1e6:8.1f} us")
-    print(f"scan per point, relay on:  {on * 1e6:8.1f} us  (difference {(on - off) * 1e6:+.1f} us)")
+    print(format_rows(run(args.quick)))
 
 
 if __name__ == "__main__":

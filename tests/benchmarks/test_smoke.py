@@ -36,6 +36,16 @@ def test_quick_benchmark_writes_a_positive_row_per_case_for_both_engines(
     catalog = json.loads(output.read_text())["catalog"]["sqlite"]
     assert catalog["write"]["events_per_s"] > 0
     assert catalog["read"]["read_s"] > 0
+    remote = {row["name"]: row for row in json.loads(output.read_text())["remote"]}
+    assert set(remote) == {
+        "remote: NATS publish rate",
+        "remote: scan, acq relay to NATS",
+        "remote: scan, acq relay to Tiled",
+    }
+    assert remote["remote: NATS publish rate"]["acq"] > 0
+    for name in ("remote: scan, acq relay to NATS", "remote: scan, acq relay to Tiled"):
+        assert math.isfinite(remote[name]["acq"]), remote[name]  # a difference: may be < 0
+        assert remote[name]["met"] is (remote[name]["acq"] <= 5.0), remote[name]
     table = capsys.readouterr().out
     assert "bluesky/acq" in table
     assert f"wrote {output}" in table

@@ -326,3 +326,23 @@ def test_acq_relay_and_tail_refuse_bad_input_naming_it(catalog: Path, tmp_path: 
     assert unreachable.returncode == 1
     assert "nats://127.0.0.1:1" in unreachable.stderr
 
+
+@pytest.mark.timeout(120)
+async def test_acq_relay_replicas_option_makes_the_stream_on_that_many_servers(
+    RE: RunEngine, beamline: SimBeamline, catalog: Path, tmp_path: Path, nats_binary: str
+) -> None:
+    await RE(count([beamline.det], 3))
+    with nats_cluster(tmp_path / "cluster") as servers:
+        url = ",".join(s.url for s in servers)
+        await wait_jetstream(servers[0].url, within=30)
+        relay = relay_process(catalog, url, "three", tmp_path / "relay.log", "--replicas", "3")
+        try:
+            uid = last_uid(RE)
+            await assert_delivered_once_in_order(servers[0].url, "three", catalog, uid, within=60)
+        finally:
+            relay.kill()
+            relay.wait()
+        client = await _client(url)
+        info = await client.jetstream().stream_info("acq_three")
+        await client.close()
+        assert info.config.num_replicas == 3

@@ -7,10 +7,13 @@ both forms of every device method are exercised.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import threading
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import event_model
@@ -224,3 +227,13 @@ class DocChecker:
     def assert_clean(self) -> None:
         assert not self.problems, self.problems
         assert not self._open, f"runs left without a stop: {self._open}"
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """The Python file ``path`` (a script outside any package) as the module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None, path
+    assert spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

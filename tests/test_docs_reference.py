@@ -8,18 +8,14 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from support import load_script
 
 GENERATOR = Path(__file__).resolve().parent.parent / "docs" / "reference" / "generate.py"
 
 
 @pytest.fixture(scope="module")
 def generate() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("docs_reference_generate", GENERATOR)
-    assert spec is not None, GENERATOR
-    assert spec.loader is not None, GENERATOR
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(GENERATOR, "docs_reference_generate")
 
 
 def test_the_plans_reference_page_is_up_to_date(generate: ModuleType) -> None:

@@ -369,19 +369,19 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     """The rows of ``nox -s bench`` (the shape of the service benchmark's rows)."""
     docs, points, repeat = SIZES["quick" if quick else "full"]
     found = asyncio.run(bench(docs, points, repeat))
-    rows: list[dict[str, Any]] = []
+    from .scenarios import row
 
-    def row(name: str, unit: str, n: int, value: float, notes: str, target: str | None,
+    def add(name: str, unit: str, n: int, value: float, notes: str, target: str | None,
             met: bool | None) -> None:  # fmt: skip
-        rows.append({"name": name, "unit": unit, "n": n, "acq": value, "bluesky": None,
-                     "ratio": None, "notes": notes, "target": target, "met": met})  # fmt: skip
+        rows.append(row(name, unit, n, value, None, notes, target=target, met=met))
 
-    row("remote: NATS publish rate", "docs/s", docs, found["publish_docs_per_s"],
+    rows: list[dict[str, Any]] = []
+    add("remote: NATS publish rate", "docs/s", docs, found["publish_docs_per_s"],
         "Event documents through NatsSink in the relay's batches of 1000, each acknowledged",
         None, None)  # fmt: skip
     for sink, key in (("NATS", "relay"), ("Tiled", "tiled")):
         off, on = found[f"point_s_{key}_off"] * 1e6, found[f"point_s_{key}_on"] * 1e6
-        row(f"remote: scan, acq relay to {sink}", "us/point +", points, on - off,
+        add(f"remote: scan, acq relay to {sink}", "us/point +", points, on - off,
             f"{on:.2f} us/point with `acq relay` running, {off:.2f} stopped (SIGSTOP); "
             f"trivial devices, SQLite catalog; best of {repeat}",
             f"<= {RELAY_TARGET_US:g} us", on - off <= RELAY_TARGET_US)  # fmt: skip
@@ -390,14 +390,9 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
     """The rows as a fixed-width table, each row's notes indented under it."""
-    head = f"{'remote':<36} {'unit':<12} {'N':>8} {'acq':>9}  target"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        target = "" if r["target"] is None else f"{r['target']}: {'met' if r['met'] else 'MISSED'}"
-        lines.append(f"{r['name']:<36} {r['unit']:<12} {r['n']:>8} {r['acq']:>9.2f}  {target}")
-        lines.append(f"    {r['notes']}")
-    lines.append(f"(load average {os.getloadavg()[0]:.2f})")
-    return "\n".join(lines)
+    from .scenarios import format_rows as scenario_rows
+
+    return scenario_rows(rows, "remote", f"(load average {os.getloadavg()[0]:.2f})")
 
 
 def main() -> None:

@@ -77,7 +77,7 @@ DOC_S = 0.01  # a slow subscriber's time per document
 PAGE_SIZE = 100_000  # fly scan: points per Event Page
 
 
-def _row(
+def row(
     name: str,
     unit: str,
     n: int,
@@ -251,7 +251,7 @@ def sim_devices(sizes: Sizes) -> list[Row]:
         a, b, device = us["acq", name], us["bluesky", name], alone_us[name]
         calls = "set+await, trigger+await, read x2" if name == "scan" else "trigger+await, read"
         rows.append(
-            _row(
+            row(
                 f"{name} (ophyd-async sim)",
                 "µs/point",
                 n,
@@ -289,7 +289,7 @@ def grid(sizes: Sizes) -> list[Row]:
             small = [side.wall(plan_of(SMALL)) for _ in range(repeat)]
             us[side.name] = _per_unit(full, small, side_len**2 - SMALL**2)[0]
     return [
-        _row(
+        row(
             f"grid_scan {side_len}x{side_len}",
             "µs/point",
             side_len**2,
@@ -406,7 +406,7 @@ def slow_subscriber(sizes: Sizes) -> list[Row]:
                 f"{ms('acq', kind)}; bluesky never awaits an async def subscriber; {tail}"
             )
         rows.append(
-            _row(
+            row(
                 f"{DOC_S * 1e3:.0f} ms/doc subscriber, {kind}",
                 "% wall added",
                 n,
@@ -439,7 +439,7 @@ def many_subscribers(sizes: Sizes) -> list[Row]:
                 repeat = sizes.repeat if side.name == "acq" else 1  # bluesky: far off (~60x)
                 us[side.name, count] = side.per_point_us(plan_of, n, SMALL, repeat)
     return [
-        _row(
+        row(
             f"scan, {count} no-op subscriber{'s' if count > 1 else ''}",
             "µs/point",
             n,
@@ -502,7 +502,7 @@ def fly_pages(sizes: Sizes) -> list[Row]:
                     raise RuntimeError(f"{side.name}: the subscriber got {counter.points} of {n}")
             rates[side.name] = n / _best(times)
     return [
-        _row(
+        row(
             "fly scan, Event Pages",
             "points/s",
             sizes.fly_points,
@@ -581,7 +581,7 @@ def startup(sizes: Sizes) -> list[Row]:
     first = {e: _spawn_best(["-c", _FIRST_START, e], spawns) for e in ("acq", "bluesky")}
     has_catalog = "catalog" in inspect.signature(acq.RunEngine).parameters
     rows = [
-        _row(
+        row(
             "import",
             "ms",
             spawns,
@@ -589,7 +589,7 @@ def startup(sizes: Sizes) -> list[Row]:
             imports["bluesky"] * 1e3,
             f"perf_counter around `import acq` / `import bluesky`, best of {spawns} processes",
         ),
-        _row(
+        row(
             "RunEngine() -> first Start",
             "ms",
             spawns,
@@ -604,7 +604,7 @@ def startup(sizes: Sizes) -> list[Row]:
             env = {**os.environ, "ACQ_CATALOG": str(Path(tmp) / "catalog.db")}
             with_catalog = _spawn_best(["-c", _FIRST_START, "acq-catalog"], spawns, env)
         rows.append(
-            _row(
+            row(
                 "RunEngine() -> first Start, catalog",
                 "ms",
                 spawns,
@@ -680,7 +680,7 @@ def process_startup(sizes: Sizes) -> list[Row]:
         if other is None:
             versus = "bluesky has no command line"
         rows.append(
-            _row(
+            row(
                 f"process: {name}",
                 "ms",
                 spawns,
@@ -737,7 +737,7 @@ def virtual_time_motion(sizes: Sizes) -> list[Row]:
         _virtual_motion_wall(lambda: SimMotor("m", instant=False)) for _ in range(repeat)
     )
     return [
-        _row(
+        row(
             "60 s of sim motion, virtual time",
             "ms wall",
             repeat,
@@ -782,9 +782,12 @@ def _figure(value: float | None) -> str:
     return f"{value:.1f}" if abs(value) < 1000 else f"{value:.0f}"
 
 
-def format_rows(rows: list[Row]) -> str:
+RATIO_NOTE = "ratio: how many times acq is better (bluesky/acq for times, acq/bluesky for rates)"
+
+
+def format_rows(rows: list[Row], title: str = "scenario", footer: str = RATIO_NOTE) -> str:
     """The rows as a fixed-width table, each row's notes indented under it."""
-    head = f"{'scenario':<36} {'unit':<12} {'N':>8} {'acq':>9} {'bluesky':>9} {'ratio':>7}  target"
+    head = f"{title:<36} {'unit':<12} {'N':>8} {'acq':>9} {'bluesky':>9} {'ratio':>7}  target"
     lines = [head, "-" * len(head)]
     for r in rows:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.1f}x"
@@ -794,9 +797,7 @@ def format_rows(rows: list[Row]) -> str:
             f"{_figure(r['bluesky']):>9} {ratio:>7}  {target}"
         )
         lines.append(f"    {r['notes']}")
-    lines.append(
-        "ratio: how many times acq is better (bluesky/acq for times, acq/bluesky for rates)"
-    )
+    lines.append(footer)
     return "\n".join(lines)
 
 

@@ -43,6 +43,9 @@ import httpx
 
 from acq.catalog import Catalog
 
+from .scenarios import format_rows as scenario_rows
+from .scenarios import row
+
 Row = dict[str, Any]
 SIZES = {"full": (2_000, 3), "quick": (100, 1)}  # scan points, repeat
 STATUS_PERIOD = 0.005  # s between two status requests
@@ -303,8 +306,7 @@ def ws_rows(service: ServiceProcess, points: int, repeat: int) -> list[Row]:
 
 def _row(name: str, unit: str, n: int, acq: float, notes: str, target: str | None,
          met: bool | None) -> Row:  # fmt: skip
-    return {"name": name, "unit": unit, "n": n, "acq": acq, "bluesky": None, "ratio": None,
-            "notes": notes, "target": target, "met": met}  # fmt: skip
+    return row(name, unit, n, acq, None, notes, target=target, met=met)  # no bluesky figure
 
 
 def run(quick: bool = False, points: int | None = None) -> list[Row]:
@@ -319,17 +321,11 @@ def run(quick: bool = False, points: int | None = None) -> list[Row]:
 
 def format_rows(rows: list[Row]) -> str:
     """The rows as a fixed-width table, each row's notes indented under it."""
-    head = f"{'service':<36} {'unit':<12} {'N':>8} {'acq':>9}  target"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        target = "" if r["target"] is None else f"{r['target']}: {'met' if r['met'] else 'MISSED'}"
-        lines.append(f"{r['name']:<36} {r['unit']:<12} {r['n']:>8} {r['acq']:>9.2f}  {target}")
-        lines.append(f"    {r['notes']}")
-    lines.append(
+    footer = (
         f"(service process: acq serve, sim beamline; clients in this process; "
         f"load average {os.getloadavg()[0]:.2f})"
     )
-    return "\n".join(lines)
+    return scenario_rows(rows, "service", footer)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from acq.devices.sim import SimBeamline, sim_beamline
+from acq.devices.sim import SimBeamline
 from acq.plans import fly, scan
 from acq.remote import Outgoing, SinkError
 from acq.remote._kafka import MSG_ID_HEADER, KafkaSink
-from support import DocChecker
 from tiled_server import free_port
 
 from acq import RunEngine
@@ -91,20 +90,6 @@ def broker(tmp_path: Path) -> Iterator[Tansu]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-def RE(tmp_path: Path, checker: DocChecker) -> Iterator[RunEngine]:
-    engine = RunEngine(catalog=str(tmp_path / "catalog.db"), handle_sigint=False)
-    engine.subscribe(checker, thread=False)
-    yield engine
-    assert engine.catalog is not None
-    engine.catalog.close()
-
-
-@pytest.fixture
-async def beamline(tmp_path: Path) -> SimBeamline:
-    return await sim_beamline(instant=True, data_dir=tmp_path / "frames", seed=1)
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from acq.devices.sim import SimBeamline, sim_beamline
 from acq.plans import fly, scan
 from acq.remote import Outgoing, SinkError
 from acq.remote._tiled import TiledSink
-from support import DocChecker
 from tiled_server import TiledServer, free_port, tiled_server
 
 from acq import RunEngine
@@ -34,15 +33,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:The order of arguments has changed:DeprecationWarning"),
     pytest.mark.timeout(120),
 ]
-
-
-@pytest.fixture
-def RE(tmp_path: Path, checker: DocChecker) -> Iterator[RunEngine]:
-    engine = RunEngine(catalog=str(tmp_path / "catalog.db"), handle_sigint=False)
-    engine.subscribe(checker, thread=False)
-    yield engine
-    assert engine.catalog is not None
-    engine.catalog.close()
 
 
 @pytest.fixture

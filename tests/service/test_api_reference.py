@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from acq.service._api import route_scope
 from acq.service._auth import ROUTE_SCOPES
+from support import load_script
 
 GENERATOR = Path(__file__).resolve().parents[2] / "docs" / "reference" / "service_api.py"
 
 
 @pytest.fixture(scope="module")
 def generate() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("docs_reference_service_api", GENERATOR)
-    assert spec is not None, GENERATOR
-    assert spec.loader is not None, GENERATOR
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(GENERATOR, "docs_reference_service_api")
 
 
 def test_the_service_api_reference_page_is_up_to_date(generate: ModuleType) -> None:

@@ -346,3 +346,33 @@ async def test_acq_relay_replicas_option_makes_the_stream_on_that_many_servers(
         info = await client.jetstream().stream_info("acq_three")
         await client.close()
         assert info.config.num_replicas == 3
+
+
+async def test_a_consumer_that_falls_behind_slows_no_scan_and_gets_everything_later(
+    RE: RunEngine, beamline: SimBeamline, catalog: Path, nats: NatsServer
+) -> None:
+    await RE(count([beamline.det], 1))
+    before = catalog_docs(catalog, last_uid(RE))
+    relay = Relay(catalog, NatsSink(nats.url, "slow"))
+    task = await relaying(relay)
+    got: list[tuple[str, str]] = []
+    behind = asyncio.Event()
+
+    async def analysis(name: str, doc: dict[str, Any]) -> None:
+        got.append((name, doc["uid"]))
+        await behind.wait()  # an analysis that cannot keep up until the scan is over
+
+    try:
+        await until(lambda: relay.delivered == len(before))  # the stream exists
+        slow = await subscribe(nats.url, "slow", analysis, durable="slow-analysis")
+        done = await RE(count([beamline.det], 300))
+        expected = catalog_docs(catalog, last_uid(RE))
+        assert done.exit_status == "success"
+        await until(lambda: relay.delivered == len(before) + len(expected))  # all published
+        assert len(got) <= 1  # meanwhile the consumer is still on its first document
+        behind.set()
+        await until(lambda: len(got) >= len(before) + len(expected))
+        await slow.close()
+        assert got == before + expected  # whole, in order, once
+    finally:
+        await stop(task)

@@ -31,6 +31,8 @@ __all__ = ["Writer", "short_error", "wait"]
 logger = logging.getLogger("acq.catalog")
 
 _MAX_BATCH = 20_000  # documents per transaction at most
+_SMALL = 256  # after a commit, fewer documents than this waiting: let more come first...
+_NAP = 0.02  # ...for up to this long (s), unless a Start, Stop, flush or full queue wakes it
 
 
 class Writer:
@@ -43,6 +45,7 @@ class Writer:
         self.failed: dict[str, BaseException] = {}  # run uid -> why it could not be stored
         self._queue: deque[Item] = deque()
         self._sleeping = True  # the writer waits for a wake-up
+        self._napping = False  # the writer lets a few documents gather (see _nap)
         self._lock = threading.Lock()
         self._wakeup: asyncio.Event | None = None
         self._task: concurrent.futures.Future[None] | None = None
@@ -59,9 +62,9 @@ class Writer:
         """Queue ``item``; an awaitable if the caller must wait (its commit, or room)."""
         queue = self._queue
         queue.append(item)
-        if self._sleeping:
-            self._wake()
         waiter = item[3]
+        if self._sleeping or (self._napping and waiter is not None):
+            self._wake()
         if waiter is not None:
             return wait(waiter)
         if len(queue) > self.max_pending:
@@ -113,6 +116,8 @@ class Writer:
                     await self._commit(db, batcher, items)
                 except Exception:  # a bug; the writer must go on for the other runs
                     logger.exception("the catalog writer failed on a batch")
+                if len(queue) < _SMALL:
+                    await self._nap(wakeup)
         finally:
             for run in list(batcher.runs):
                 batcher.forget(run)
@@ -121,6 +126,26 @@ class Writer:
                 self._sleeping = True  # the next document starts a writer again
             if queue and not self._closing:
                 self._wake()  # documents came in while this writer ended
+
+    async def _nap(self, wakeup: asyncio.Event) -> None:
+        """Let documents gather for a moment before the next transaction.
+
+        A slow producer (a step scan of real devices, a few hundred µs a point) would
+        otherwise get a transaction per document, and the writer's Python would hold the
+        GIL each time the engine's loop wakes: a count of ophyd-async sim devices ran at
+        455 µs/point with the catalog against 208 without. A Start or Stop (the engine
+        awaits its commit), a flush or a full queue ends the nap at once.
+        """
+        self._napping = True  # from here on, a Start or Stop queued sets wakeup...
+        wakeup.clear()
+        try:
+            if any(item[3] is not None for item in self._queue):
+                return  # ...and one queued before is seen here
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_NAP):
+                    await wakeup.wait()
+        finally:
+            self._napping = False
 
     async def _commit(self, db: Any, batcher: Batcher, items: list[Item]) -> None:
         from ._rows import commit
@@ -169,7 +194,7 @@ class Writer:
     def _wait_for_room(self) -> Awaitable[None] | None:
         room = concurrent.futures.Future[None]()
         self._room.append(room)
-        if self._sleeping:
+        if self._sleeping or self._napping:
             self._wake()
         return wait(room)
 

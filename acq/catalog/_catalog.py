@@ -50,14 +50,24 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     return io_thread().run(coro)
 
 
-def _expand(rows: list[DocumentRow], skip: int) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The documents of document-log rows, after the first ``skip`` of them."""
+_Parsed = tuple[str, Any, bytes | None, int]  # name, body, columns, documents it holds
+
+
+def _parse(rows: list[DocumentRow]) -> list[_Parsed]:
+    """Each row's name, parsed body, column blob and how many documents it holds."""
+    parsed: list[_Parsed] = []
     for _seq, name, _descriptor, body, blob in rows:
-        size = _size(loads(body)) if name == PACKED_EVENTS else 1
+        doc = loads(body)
+        parsed.append((name, doc, blob, _size(doc) if name == PACKED_EVENTS else 1))
+    return parsed
+
+
+def _expand(rows: list[_Parsed], skip: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The documents of parsed document-log rows, after the first ``skip`` of them."""
+    for name, doc, blob, size in rows:
         if skip >= size:
             skip -= size
             continue
-        doc = loads(body)
         if is_columnar(doc):
             doc = decode(doc, blob)
         if name == PACKED_EVENTS:
@@ -66,11 +76,6 @@ def _expand(rows: list[DocumentRow], skip: int) -> Iterator[tuple[str, dict[str,
         else:
             yield name, doc
         skip = 0
-
-
-def _count(rows: list[DocumentRow]) -> int:
-    """How many documents ``rows`` hold (a packed row holds one per Event)."""
-    return sum(_size(loads(body)) if name == PACKED_EVENTS else 1 for _, name, _, body, _ in rows)
 
 
 def _size(packed: dict[str, Any]) -> int:
@@ -324,8 +329,9 @@ class Run:
         after, start = self._resume(start)
         while True:
             rows = _run(self._document_rows(after))
-            yield from _expand(rows, start)
-            after, start = self._advance(after, rows, start)
+            parsed = _parse(rows)
+            yield from _expand(parsed, start)
+            after, start = self._advance(after, rows, parsed, start)
             if len(rows) < _DOCUMENTS_PAGE:
                 return
 
@@ -338,9 +344,10 @@ class Run:
         after, start = self._resume(start)
         while True:
             rows = await asyncio.wrap_future(io_thread().submit(self._document_rows(after)))
-            for pair in _expand(rows, start):
+            parsed = _parse(rows)
+            for pair in _expand(parsed, start):
                 yield pair
-            after, start = self._advance(after, rows, start)
+            after, start = self._advance(after, rows, parsed, start)
             if len(rows) < _DOCUMENTS_PAGE:
                 return
 
@@ -349,14 +356,16 @@ class Run:
         row, read = self._tail
         return (row, start - read) if read <= start else (-1, start)
 
-    def _advance(self, after: int, rows: list[DocumentRow], skip: int) -> tuple[int, int]:
+    def _advance(
+        self, after: int, rows: list[DocumentRow], parsed: list[_Parsed], skip: int
+    ) -> tuple[int, int]:
         """Past ``rows`` (read whole, after row ``after``): (last row, still to skip).
 
         Rows read on from the remembered end move it (not a re-read from further back).
         """
         if not rows:
             return after, skip
-        counted = _count(rows)
+        counted = sum(size for *_, size in parsed)
         row, read = self._tail
         if after == row:
             self._tail = (rows[-1][0], read + counted)
